@@ -1,0 +1,21 @@
+"""skmeta: optimization-based meta-learning as scikit-learn estimators on skorch."""
+
+from .base import AdaptedClassifier, AdaptedRegressor, TaskSplit
+from .maml import MAMLClassifier, MAMLRegressor
+from .reptile import ReptileClassifier, ReptileRegressor
+from .tasks import EpisodeSampler, Task, TaskTransformer
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "MAMLRegressor",
+    "MAMLClassifier",
+    "ReptileRegressor",
+    "ReptileClassifier",
+    "AdaptedRegressor",
+    "AdaptedClassifier",
+    "Task",
+    "TaskSplit",
+    "EpisodeSampler",
+    "TaskTransformer",
+]

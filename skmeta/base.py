@@ -1,0 +1,965 @@
+"""The estimator shell: where skorch meets scikit-learn.
+
+:class:`BaseMetaLearner` is a :class:`skorch.NeuralNet` whose "samples" are
+tasks. skorch's loop runs unchanged (epochs, callbacks, history, checkpoints):
+``get_iterator`` yields *meta-batches* of tasks, ``train_step_single`` asks the
+algorithm for a meta-gradient (:meth:`BaseMetaLearner.get_meta_gradient`, the
+one hook every algorithm implements) and skorch's optimizer step applies it.
+The numbers themselves come from the pure functions of :mod:`skmeta.functional`.
+
+Hooks that are safe to override: ``get_meta_gradient`` (the algorithm),
+``get_task_loss`` (the loss of one task's predictions), ``train_step_single``,
+``validation_step``, ``get_iterator``, ``initialize_module`` and skorch's
+callbacks. Do not override ``fit``, ``partial_fit``, ``fit_loop`` or
+``run_single_epoch``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import NotFittedError
+from sklearn.utils import ClassifierTags, RegressorTags
+from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
+from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNet
+from skorch.exceptions import DeviceWarning
+from torch import nn
+
+from . import functional as F
+from .modules import MLP
+from .tasks import (
+    EpisodeSampler,
+    TaskSequence,
+    _seed_from,
+    as_tasks,
+    check_task_arrays,
+    encode_labels,
+    group_by_shape,
+    split_task,
+)
+
+__all__ = ["BaseMetaLearner", "TaskSplit", "MetaBatch", "AdaptedRegressor", "AdaptedClassifier"]
+
+
+class TaskSplit:
+    """Hold out a share of the *tasks* for meta-validation (never stratified).
+
+    skmeta's counterpart of :class:`skorch.dataset.ValidSplit`: pass it as
+    ``train_split``; each epoch the meta-learner adapts to every validation task's
+    support set and records the mean query loss as ``valid_loss``, so
+    :class:`skorch.callbacks.EarlyStopping` and checkpoints work over tasks.
+
+    Parameters
+    ----------
+    cv : int or float, default=5
+        An int ``k`` holds out one task in ``k``; a float in (0, 1) is the share
+        of tasks held out.
+    random_state : int or None, default=None
+        ``None`` holds out the first tasks (no shuffling); an int shuffles.
+
+    Examples
+    --------
+    >>> from skmeta import TaskSplit
+    >>> train, valid = TaskSplit(5)(list(range(10)))
+    >>> len(train), len(valid)
+    (8, 2)
+    """
+
+    def __init__(self, cv: int | float = 5, random_state: int | None = None):
+        self.cv = cv
+        self.random_state = random_state
+
+    def __call__(self, tasks: Sequence, y: Any = None, **kwargs: Any):
+        n = len(tasks)
+        cv = self.cv
+        if isinstance(cv, Integral) and not isinstance(cv, bool) and cv >= 2:
+            n_valid = n // cv
+        elif isinstance(cv, Real) and 0 < cv < 1:
+            n_valid = int(np.ceil(n * cv))
+        else:
+            raise ValueError(f"The 'cv' parameter of TaskSplit must be an int >= 2 or a float in "
+                             f"(0, 1). Got {cv!r} instead.")
+        if n_valid < 1 or n_valid >= n:
+            raise ValueError(f"TaskSplit(cv={cv!r}) cannot split {n} task(s) into non-empty "
+                             "training and validation sets.")
+        idx = np.arange(n)
+        if self.random_state is not None:
+            idx = np.random.default_rng(self.random_state).permutation(n)
+        return _Subset(tasks, idx[n_valid:]), _Subset(tasks, idx[:n_valid])
+
+    def __repr__(self) -> str:
+        return f"TaskSplit(cv={self.cv!r}, random_state={self.random_state!r})"
+
+
+class _Subset(Sequence):
+    def __init__(self, tasks: Sequence, indices: np.ndarray):
+        self.tasks, self.indices = tasks, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.tasks[int(self.indices[i])]
+
+
+class MetaBatch:
+    """A meta-batch: tasks split into support/query sets, grouped by shape.
+
+    Attributes
+    ----------
+    groups : list of (positions, TaskBatch)
+        Equally shaped tasks stacked as tensors; ``positions`` are the tasks'
+        places in the meta-batch.
+    classes : list of ndarray or None
+        Classifiers: each task's original labels (output ``i`` is ``classes[t][i]``).
+    indices : list of int
+        The tasks' indices in the task sequence.
+    """
+
+    def __init__(self, groups: list, classes: list | None, indices: list[int]):
+        self.groups = groups
+        self.classes = classes
+        self.indices = indices
+
+    @property
+    def task_batches(self) -> list[F.TaskBatch]:
+        return [b for _, b in self.groups]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def shape_key(self) -> tuple:
+        return tuple((len(pos), tuple(b.X_support.shape[1:]), None if b.X_query is None else
+                      tuple(b.X_query.shape[1:])) for pos, b in self.groups)
+
+
+class _TaskIterator:
+    """Iterable over the meta-batches of one epoch (re-iterable every epoch)."""
+
+    def __init__(self, net: BaseMetaLearner, tasks: Sequence, training: bool):
+        self.net, self.tasks, self.training = net, tasks, training
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.tasks) / self.net.batch_size))
+
+    def __iter__(self):
+        net = self.net
+        if self.training:
+            rng = net.rng_
+            order = rng.permutation(len(self.tasks))
+        else:  # the same validation splits every epoch
+            rng = np.random.default_rng([net.seed_, 1])
+            order = np.arange(len(self.tasks))
+        for start in range(0, len(order), net.batch_size):
+            yield net.get_meta_batch(self.tasks, order[start:start + net.batch_size], rng,
+                                     training=self.training)
+
+
+_SHARED_CONSTRAINTS: dict[str, list] = {
+    "lr": [Interval(Real, 0, None, closed="neither")],
+    "max_epochs": [Interval(Integral, 0, None, closed="left")],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "inner_lr": [Interval(Real, 0, None, closed="neither")],
+    "inner_steps": [Interval(Integral, 1, None, closed="left")],
+    "adapt_steps": [Interval(Integral, 0, None, closed="left"), None],
+    "k_shot": [Interval(Integral, 1, None, closed="left")],
+    "n_query": [Interval(Integral, 1, None, closed="left"), None],
+    "engine": [StrOptions({"auto", "vmap", "loop"})],
+    "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
+    "random_state": ["random_state"],
+    "warm_start": ["boolean"],
+    "verbose": [Interval(Integral, 0, None, closed="left"), "boolean"],
+    "device": [str, torch.device, None],
+    "train_split": [callable, None],
+    "callbacks": [list, StrOptions({"disable"}), None],
+}
+
+
+class BaseMetaLearner(NeuralNet):
+    """Shared machinery of skmeta's meta-learners (not for direct use).
+
+    Subclasses implement :meth:`get_meta_gradient`; the classifier/regressor
+    specifics live in :class:`_RegressorShell` and :class:`_ClassifierShell`.
+    """
+
+    _parameter_constraints: dict[str, list] = dict(_SHARED_CONSTRAINTS)
+    _estimator_kind = "meta-learner"
+    _classification = False
+    _second_order = False  # does the meta-gradient differentiate through inner steps?
+
+    # skorch attributes that skmeta does not expose as parameters
+    iterator_train = None
+    iterator_valid = None
+    dataset = None
+    predict_nonlinearity = None
+    use_caching = "auto"
+
+    def __init__(self, module=MLP, *, criterion, optimizer, lr, inner_steps, max_epochs=10,
+                 batch_size=25, inner_lr=0.01, adapt_steps=None, k_shot=5, n_query=None,
+                 engine="auto", chunk_size=None, random_state=None, train_split=None,
+                 callbacks=None, warm_start=False, verbose=1, device="cpu", compile=False,
+                 torch_load_kwargs=None, **kwargs):
+        # NeuralNet.__init__ would add skorch parameters that do not apply to tasks
+        # (iterator_*, dataset, predict_nonlinearity, use_caching); we set ours here and
+        # reproduce the rest of its bookkeeping.
+        self.module = module
+        self.criterion = criterion
+        self.optimizer = optimizer
+        self.lr = lr
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.inner_lr = inner_lr
+        self.inner_steps = inner_steps
+        self.adapt_steps = adapt_steps
+        self.k_shot = k_shot
+        self.n_query = n_query
+        self.engine = engine
+        self.chunk_size = chunk_size
+        self.random_state = random_state
+        self.train_split = train_split
+        self.callbacks = callbacks
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.device = device
+        self.compile = compile
+        self.torch_load_kwargs = torch_load_kwargs
+        self._check_deprecated_params(**kwargs)
+        history = kwargs.pop("history", None)
+        initialized = kwargs.pop("initialized_", False)
+        virtual_params = kwargs.pop("virtual_params_", dict())
+        self._params_to_validate = set(kwargs.keys())
+        vars(self).update(kwargs)
+        self.history_ = history
+        self.initialized_ = initialized
+        self.virtual_params_ = virtual_params
+
+    # ------------------------------------------------------------------ params
+
+    def _get_param_names(self):
+        # skorch lists every public attribute; drop private bookkeeping such as
+        # _params_to_validate, which skorch itself leaks into get_params.
+        return [k for k in super()._get_param_names() if not k.startswith("_")]
+
+    def _check_params(self) -> None:
+        validate_parameter_constraints(self._parameter_constraints,
+                                       self.get_params(deep=False),
+                                       caller_name=type(self).__name__)
+
+    def _validate_params(self):
+        known = set(self._get_param_names()) | set(self._parameter_constraints)
+        for key in sorted(self._params_to_validate):
+            if "__" in key or key.endswith("_") or key in self.prefixes_:
+                continue
+            if any(key.startswith(p) for p in self.prefixes_):
+                continue  # skorch explains the missing double underscore
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{type(self).__name__} got an unexpected parameter {key!r}.{hint}")
+        super()._validate_params()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = False  # tasks carry their own targets
+        tags.non_deterministic = False
+        return tags
+
+    # ------------------------------------------------------------ fitting entry
+
+    def fit(self, X, y=None, groups=None, **fit_params):
+        """Meta-train on tasks.
+
+        Parameters
+        ----------
+        X : sequence of tasks, or array-like
+            A sequence of ``(X, y)`` pairs or of :class:`~skmeta.Task`; or, with
+            ``y`` and ``groups``, long-format data (one row per example); or, for
+            classifiers, with ``y`` only, a labelled pool to draw episodes from.
+        y : array-like, default=None
+            Targets of long-format data or of the pool; None for task sequences.
+        groups : array-like of shape (n_samples,), default=None
+            Task id of every row of long-format data.
+        **fit_params : dict
+            Passed on to skorch (e.g. for callbacks).
+
+        Returns
+        -------
+        self : object
+            The meta-trained estimator.
+        """
+        tasks = self._prepare_fit(X, y, groups)
+        if not self.warm_start or not self.initialized_:
+            self.initialize()
+        return NeuralNet.partial_fit(self, tasks, None, _routing_method="fit", **fit_params)
+
+    def partial_fit(self, X, y=None, groups=None, **fit_params):
+        """Continue meta-training for ``max_epochs`` more epochs, without re-initialising.
+
+        Accepts the same task forms as :meth:`fit`. A ``KeyboardInterrupt`` stops
+        training cleanly after the last completed meta-update.
+        """
+        tasks = self._prepare_fit(X, y, groups)
+        if not self.initialized_:
+            self.initialize()
+        return NeuralNet.partial_fit(self, tasks, None, **fit_params)
+
+    def _prepare_fit(self, X, y, groups) -> TaskSequence:
+        self._check_params()
+        self._check_device_available()
+        tasks = self._as_tasks(X, y, groups)
+        first = tasks[0]
+        X0 = first[0]
+        y0 = first[1]
+        if self.initialized_ and hasattr(self, "input_shape_"):
+            if tuple(X0.shape[1:]) != tuple(self.input_shape_):
+                raise ValueError(f"The tasks have input shape {tuple(X0.shape[1:])} but "
+                                 f"{type(self).__name__} was fitted on {self.input_shape_}.")
+        else:
+            self.input_shape_ = tuple(X0.shape[1:])
+            self._set_target_info(y0)
+        return tasks
+
+    def _as_tasks(self, X, y=None, groups=None) -> TaskSequence:
+        return as_tasks(X, y, groups, classification=self._classification,
+                        pool_sampler=self._pool_sampler())
+
+    def _pool_sampler(self):
+        return None
+
+    def _check_device_available(self) -> None:
+        try:
+            dev = torch.device(self.device if self.device is not None else "cpu")
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"The 'device' parameter of {type(self).__name__} must name a "
+                             f"torch device such as 'cpu', 'cuda' or 'cuda:1'. Got "
+                             f"{self.device!r} instead.") from exc
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError(f"device={self.device!r} was requested but CUDA is not "
+                                 "available on this machine (torch.cuda.is_available() is "
+                                 "False). Use device='cpu' or install a CUDA build of torch.")
+            if dev.index is not None and dev.index >= torch.cuda.device_count():
+                raise ValueError(f"device={self.device!r} was requested but only "
+                                 f"{torch.cuda.device_count()} CUDA device(s) exist.")
+
+    # ---------------------------------------------------------- initialisation
+
+    def initialize(self):
+        """Initialise module, criterion, optimizer, history and random streams."""
+        seed = _seed_from(self.random_state)
+        ss = np.random.SeedSequence(seed)
+        self.seed_ = int(ss.generate_state(1)[0])
+        self.rng_ = np.random.default_rng([self.seed_, 0])
+        self.engine_ = {}
+        self.engine_timings_ = {}
+        return super().initialize()
+
+    def get_module_kwargs(self) -> dict:
+        """``module__*`` parameters, with sizes filled in from the data.
+
+        Sizes are filled in only for a module *class* whose constructor has an
+        ``in_features`` and/or ``n_outputs`` parameter that was not set.
+        """
+        kwargs = self.get_params_for("module")
+        if isinstance(self.module, nn.Module) or not callable(self.module):
+            return kwargs
+        try:
+            import inspect
+
+            sig = inspect.signature(self.module).parameters
+        except (TypeError, ValueError):
+            return kwargs
+        shape = getattr(self, "input_shape_", None)
+        if "in_features" in sig and "in_features" not in kwargs and shape is not None:
+            kwargs["in_features"] = int(np.prod(shape))
+        if "n_outputs" in sig and "n_outputs" not in kwargs:
+            n_out = self._n_outputs()
+            if n_out is not None:
+                kwargs["n_outputs"] = n_out
+        return kwargs
+
+    def initialize_module(self):
+        """Build the module; its initial weights are seeded by ``random_state``."""
+        kwargs = self.get_module_kwargs()
+        devices = [torch.device(self.device)] if str(self.device).startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices):  # leaves the global RNG untouched
+            torch.manual_seed(int(np.random.SeedSequence([self.seed_, 2]).generate_state(1)[0]))
+            module = self.initialized_instance(self.module, kwargs)
+        self.module_ = module
+        if isinstance(self.module, nn.Module) and "module" not in self.cuda_dependent_attributes_:
+            # a module passed as an instance must also load on a machine without CUDA
+            self.cuda_dependent_attributes_ = self.cuda_dependent_attributes_ + ["module"]
+        return self
+
+    def initialize_criterion(self):
+        kwargs = self.get_params_for("criterion")
+        self.criterion_ = self.initialized_instance(self.criterion, kwargs)
+        return self
+
+    # ------------------------------------------------------------- meta-batches
+
+    def get_dataset(self, X, y=None):
+        return X
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        if not self.train_split:
+            return X, None
+        train, valid = self.train_split(X)
+        return (TaskSequence(train, classification=self._classification),
+                TaskSequence(valid, classification=self._classification))
+
+    def get_iterator(self, dataset, training=False):
+        """An iterable of :class:`MetaBatch` (shuffled when ``training``)."""
+        return _TaskIterator(self, dataset, training)
+
+    def _dtype(self) -> torch.dtype:
+        for p in self.module_.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return torch.get_default_dtype()
+
+    def _to_tensor(self, a: np.ndarray | None, target: bool = False) -> torch.Tensor | None:
+        if a is None:
+            return None
+        if target and self._classification:
+            return torch.as_tensor(a, dtype=torch.long, device=self.device)
+        return torch.as_tensor(a, dtype=self._dtype(), device=self.device)
+
+    def get_meta_batch(self, tasks: Sequence, indices, rng: np.random.Generator, *,
+                       training: bool, need_query: bool = True) -> MetaBatch:
+        """Split tasks ``indices`` into support and query sets and stack them by shape."""
+        split, classes = [], []
+        for i in indices:
+            i = int(i)
+            where = f"task {i}"
+            Xs, ys, Xq, yq = split_task(tasks[i], k_shot=self.k_shot, n_query=self.n_query,
+                                        rng=rng, classification=self._classification,
+                                        where=where, need_query=need_query)
+            cls, ys, yq = self._encode_targets(ys, yq, rng=rng if training else None,
+                                               where=where)
+            split.append((Xs, ys, Xq, yq))
+            classes.append(cls)
+        groups = []
+        for positions, (Xs, ys, Xq, yq) in group_by_shape(split):
+            groups.append((positions, F.TaskBatch(
+                self._to_tensor(Xs), self._to_tensor(ys, True), self._to_tensor(Xq),
+                self._to_tensor(yq, True))))
+        return MetaBatch(groups, classes if self._classification else None,
+                         [int(i) for i in indices])
+
+    # ----------------------------------------------------------------- engines
+
+    @property
+    def _functional_lock(self) -> threading.RLock:
+        # functional_call swaps tensors into the module while it runs: serialise
+        return self.__dict__.setdefault("_lock_", threading.RLock())
+
+    def _named_tensors(self) -> tuple[F.Params, F.Params]:
+        return dict(self.module_.named_parameters()), dict(self.module_.named_buffers())
+
+    def _engine_for(self, kind: str, batch: MetaBatch | None = None) -> str:
+        """The engine for ``kind`` ('train' or 'adapt'): fixed, or chosen by timing."""
+        second_order = kind == "train" and self._second_order
+        if self.engine == "loop":
+            return "loop"
+        ok, reason = F.vmap_support(self.module_, second_order=second_order)
+        if self.engine == "vmap":
+            if not ok:
+                raise ValueError(f"engine='vmap' cannot run this module: {reason}. Use "
+                                 "engine='loop' or 'auto', or skmeta.modules.BatchNorm.")
+            return "vmap"
+        if not ok:
+            self.engine_[kind] = "loop"
+            return "loop"
+        if kind in self.engine_:
+            return self.engine_[kind]
+        if batch is None or len(batch) < 2:
+            return "vmap"
+        # 'auto': time both engines on the first meta-batches (warm-up, then timed)
+        trials = self.engine_timings_.setdefault(kind, {"vmap": [], "loop": []})
+        candidate = "vmap" if len(trials["vmap"]) <= len(trials["loop"]) else "loop"
+        return candidate
+
+    def _record_engine_time(self, kind: str, engine: str, seconds: float) -> None:
+        if self.engine != "auto" or kind in self.engine_:
+            return
+        trials = self.engine_timings_.setdefault(kind, {"vmap": [], "loop": []})
+        trials[engine].append(seconds)
+        if len(trials["vmap"]) >= 2 and len(trials["loop"]) >= 2:
+            # the first call of each is a warm-up
+            self.engine_[kind] = min(("vmap", "loop"), key=lambda e: min(trials[e][1:]))
+
+    def _timed(self, kind: str, batch: MetaBatch | None, fn):
+        engine = self._engine_for(kind, batch)
+        if self.device is not None and str(self.device).startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = fn(engine)
+        if self.device is not None and str(self.device).startswith("cuda"):
+            torch.cuda.synchronize()
+        if batch is not None and len(batch) >= 2:
+            self._record_engine_time(kind, engine, time.perf_counter() - t0)
+        return out
+
+    # ------------------------------------------------------------------- steps
+
+    def get_task_loss(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        """Loss of one task's predictions (support or query); the criterion by default."""
+        return self.criterion_(y_pred, y_true)
+
+    def get_meta_gradient(self, batch: MetaBatch, engine: str) -> tuple[torch.Tensor, F.Params]:
+        """Return ``(mean query loss, gradient for each meta-parameter)``.
+
+        The one hook every algorithm implements, with the functions of
+        :mod:`skmeta.functional`.
+        """
+        raise NotImplementedError
+
+    def train_step_single(self, batch: MetaBatch, **fit_params):
+        """Compute the meta-gradient of one meta-batch and store it in ``.grad``."""
+        self._set_training(True)
+        with self._functional_lock:
+            loss, grads = self._timed("train", batch,
+                                      lambda engine: self.get_meta_gradient(batch, engine))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"The meta-loss became {loss.item()} at epoch {len(self.history)}; the inner "
+                f"learning rate (inner_lr={self.inner_lr}) or the meta learning rate "
+                f"(lr={self.lr}) is probably too large. The meta-parameters of the last "
+                "finite meta-update were kept.")
+        for name, p in self.module_.named_parameters():
+            if p.requires_grad:
+                g = grads[name]
+                if not torch.isfinite(g).all():
+                    raise FloatingPointError(
+                        f"The meta-gradient of {name!r} is not finite; lower inner_lr "
+                        f"({self.inner_lr}) or lr ({self.lr}). The meta-parameters of the last "
+                        "finite meta-update were kept.")
+                p.grad = g if p.grad is None else p.grad + g
+        return {"loss": loss, "y_pred": None}
+
+    def _adapt_groups(self, batch: MetaBatch, *, steps: int, inner_lr: float,
+                      kind: str = "adapt") -> list[F.Params]:
+        """Adapted parameters for every group of ``batch`` (stacked per group)."""
+        params, buffers = self._named_tensors()
+
+        def run(engine):
+            return [F.adapt(self.module_, params, buffers, b, loss_fn=self.get_task_loss,
+                            inner_lr=inner_lr, steps=steps, engine=engine,
+                            chunk_size=self.chunk_size)
+                    for b in batch.task_batches]
+
+        with self._functional_lock:
+            return self._timed(kind, batch, run)
+
+    def _evaluate(self, batch: MetaBatch, *, steps: int | None = None,
+                  inner_lr: float | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Adapt on the support sets; return per-task query losses and predictions."""
+        steps = self._adapt_steps() if steps is None else steps
+        inner_lr = self.inner_lr if inner_lr is None else inner_lr
+        training = self.module_.training
+        fasts = self._adapt_groups(batch, steps=steps, inner_lr=inner_lr)
+        losses: list = [None] * len(batch)
+        preds: list = [None] * len(batch)
+        _, buffers = self._named_tensors()
+        with self._functional_lock:
+            self.module_.eval()
+            try:
+                for (positions, b), fast in zip(batch.groups, fasts):
+                    engine = self.engine_.get("adapt", "vmap") if self.engine != "loop" else "loop"
+                    if not F.vmap_support(self.module_, second_order=False)[0]:
+                        engine = "loop"
+                    out = F.predict(self.module_, fast, buffers, b.X_query, engine=engine,
+                                    chunk_size=self.chunk_size)
+                    with torch.no_grad():
+                        for j, pos in enumerate(positions):
+                            losses[pos] = self.get_task_loss(out[j], b.y_query[j])
+                            preds[pos] = out[j]
+            finally:
+                self.module_.train(training)
+        return losses, preds
+
+    def validation_step(self, batch: MetaBatch, **fit_params):
+        """Mean post-adaptation query loss of a meta-batch of validation tasks."""
+        losses, _ = self._evaluate(batch)
+        return {"loss": torch.stack(losses).mean(), "y_pred": None}
+
+    def _adapt_steps(self) -> int:
+        return self.inner_steps if self.adapt_steps is None else self.adapt_steps
+
+    # ------------------------------------------------------------ adapt, score
+
+    def _check_adapt_args(self, steps, lr) -> tuple[int, float]:
+        check_is_fitted(self, ["module_", "input_shape_"])
+        steps = self._adapt_steps() if steps is None else steps
+        lr = self.inner_lr if lr is None else lr
+        validate_parameter_constraints(
+            {"steps": [Interval(Integral, 0, None, closed="left")],
+             "lr": [Interval(Real, 0, None, closed="neither")]},
+            {"steps": steps, "lr": lr}, caller_name=f"{type(self).__name__}.adapt")
+        return int(steps), float(lr)
+
+    def adapt(self, X_support, y_support, *, steps: int | None = None, lr: float | None = None):
+        """Adapt the meta-learned initialisation to one task.
+
+        Takes ``steps`` (default ``adapt_steps``) gradient steps of size ``lr``
+        (default ``inner_lr``) on the support set, from the meta-parameters. The
+        meta-learner itself is left untouched.
+
+        Parameters
+        ----------
+        X_support : array-like of shape (n_support, \\*input_shape)
+        y_support : array-like of shape (n_support,) or (n_support, n_targets)
+        steps : int, default=None
+            Number of adaptation steps; 0 returns the meta-parameters as a model.
+        lr : float, default=None
+            Adaptation step size.
+
+        Returns
+        -------
+        adapted : AdaptedRegressor or AdaptedClassifier
+            A small, picklable, fitted estimator for this task.
+        """
+        return self.adapt_tasks([(X_support, y_support)], steps=steps, lr=lr)[0]
+
+    def adapt_tasks(self, tasks, *, steps: int | None = None, lr: float | None = None) -> list:
+        """Adapt to many tasks at once (vectorised when shapes agree).
+
+        Parameters
+        ----------
+        tasks : sequence of (X_support, y_support) pairs or of :class:`~skmeta.Task`
+            Only the support sets are used.
+        steps, lr : see :meth:`adapt`
+
+        Returns
+        -------
+        adapted : list of AdaptedRegressor or AdaptedClassifier
+        """
+        steps, lr = self._check_adapt_args(steps, lr)
+        seq = TaskSequence([t if not isinstance(t, tuple) or len(t) != 2 else
+                            (t[0], t[1]) for t in tasks], classification=self._classification)
+        split, classes, y_ndims = [], [], []
+        for i in range(len(seq)):
+            t = seq[i]
+            Xs, ys = (t.X_support, t.y_support) if len(t) == 4 else (t[0], t[1])
+            self._check_input_shape(Xs, f"task {i}")
+            cls, ys_enc, _ = self._encode_targets(ys, None, rng=None, where=f"task {i}")
+            split.append((Xs, ys_enc, None, None))
+            classes.append(cls)
+            y_ndims.append(np.ndim(ys))
+        out: list = [None] * len(split)
+        for positions, (Xs, ys, _, _) in group_by_shape(split):
+            batch = MetaBatch([(list(range(len(positions))),
+                                F.TaskBatch(self._to_tensor(Xs), self._to_tensor(ys, True)))],
+                              None, positions)
+            fast = self._adapt_groups(batch, steps=steps, inner_lr=lr)[0]
+            for j, pos in enumerate(positions):
+                out[pos] = self._make_adapted({k: v[j] for k, v in fast.items()},
+                                              classes[pos], y_ndims[pos])
+        return out
+
+    def _check_input_shape(self, X: np.ndarray, where: str) -> None:
+        if tuple(X.shape[1:]) != tuple(self.input_shape_):
+            raise ValueError(f"{where}: X has input shape {tuple(X.shape[1:])} but "
+                             f"{type(self).__name__} was fitted on {self.input_shape_}.")
+
+    def _make_adapted(self, fast: F.Params, classes, y_ndim: int):
+        params = dict(self.module_.named_parameters())
+        memo = {id(p): nn.Parameter(fast[name].detach().clone(), requires_grad=False)
+                for name, p in params.items()}
+        for b in self.module_.buffers():
+            memo[id(b)] = b.detach().clone()
+        module = copy.deepcopy(self.module_, memo)
+        module.eval()
+        return self._adapted_class()._from_meta(self, module, classes, y_ndim)
+
+    def _iter_score_batches(self, tasks: TaskSequence, batch_size: int = 256):
+        rng = np.random.default_rng([_seed_from(self.random_state) if self.random_state
+                                     is not None else self.seed_, 3])
+        for start in range(0, len(tasks), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(tasks)))
+            yield self.get_meta_batch(tasks, idx, rng, training=False)
+
+    def score(self, X, y=None, groups=None):
+        """Mean score over tasks after adaptation (R² or accuracy).
+
+        Each task is adapted on its support set (``k_shot`` examples, per class
+        for classifiers, drawn with ``random_state``) and scored on its query set;
+        the per-task scores are averaged. Accepts the task forms of :meth:`fit`.
+        """
+        return float(np.mean(self.score_tasks(X, y, groups)))
+
+    def score_tasks(self, X, y=None, groups=None, *, metric=None) -> np.ndarray:
+        """Per-task scores after adaptation.
+
+        Parameters
+        ----------
+        X, y, groups : see :meth:`fit`
+        metric : callable, default=None
+            ``metric(y_true, y_pred)`` on the query set; R² (regressors) or
+            accuracy (classifiers) by default.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_tasks,)
+        """
+        check_is_fitted(self, ["module_", "input_shape_"])
+        self._check_params()
+        tasks = self._as_tasks(X, y, groups)
+        scores = []
+        for batch in self._iter_score_batches(tasks):
+            _, preds = self._evaluate(batch)
+            for t, pred in enumerate(preds):
+                scores.append(self._task_score(batch, t, pred, metric))
+        return np.asarray(scores, dtype=float)
+
+    def predict(self, X):
+        """Not available on the meta-learner: adapt first.
+
+        Raises
+        ------
+        TypeError
+            Always; use ``adapt(X_support, y_support).predict(X)`` (``steps=0``
+            predicts with the meta-parameters themselves).
+        """
+        raise TypeError(f"{type(self).__name__}.predict needs a task: call "
+                        "adapt(X_support, y_support) and predict with the adapted model it "
+                        "returns (adapt(..., steps=0) predicts with the meta-parameters).")
+
+    def predict_proba(self, X):
+        """Not available on the meta-learner: adapt first (see :meth:`predict`)."""
+        self.predict(X)
+
+    # ----------------------------------------------------------------- pickling
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_lock_", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+
+
+# ---------------------------------------------------------------------------
+# classifier / regressor specifics
+
+
+class _RegressorShell:
+    """Regression specifics (mixed in before the algorithm's base class)."""
+
+    _classification = False
+    _estimator_kind = "regressor"
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "regressor"
+        tags.regressor_tags = RegressorTags()
+        return tags
+
+    def __init__(self, module=MLP, *, criterion=nn.MSELoss, **kwargs):
+        super().__init__(module, criterion=criterion, **kwargs)
+
+    def _set_target_info(self, y0: np.ndarray) -> None:
+        self.n_outputs_ = 1 if y0.ndim == 1 else int(y0.shape[1])
+
+    def _n_outputs(self) -> int | None:
+        return getattr(self, "n_outputs_", None)
+
+    def _encode_targets(self, ys, yq, *, rng, where):
+        def two_d(a):
+            return None if a is None else (a.reshape(-1, 1) if a.ndim == 1 else a)
+
+        return None, two_d(ys), two_d(yq)
+
+    def _task_score(self, batch: MetaBatch, t: int, pred: torch.Tensor, metric) -> float:
+        from sklearn.metrics import r2_score
+
+        pos, b = _locate(batch, t)
+        y_true = b.y_query[pos].detach().cpu().numpy()
+        y_pred = pred.detach().cpu().numpy()
+        return float((metric or r2_score)(y_true, y_pred))
+
+    def _adapted_class(self):
+        return AdaptedRegressor
+
+
+class _ClassifierShell:
+    """Classification specifics (mixed in before the algorithm's base class)."""
+
+    _classification = True
+    _estimator_kind = "classifier"
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "classifier"
+        tags.classifier_tags = ClassifierTags()
+        return tags
+
+    def __init__(self, module=MLP, *, criterion=nn.CrossEntropyLoss, n_way=5, n_episodes=1000,
+                 **kwargs):
+        self.n_way = n_way
+        self.n_episodes = n_episodes
+        super().__init__(module, criterion=criterion, **kwargs)
+
+    def _set_target_info(self, y0: np.ndarray) -> None:
+        self.n_outputs_ = int(self.n_way)
+
+    def _n_outputs(self) -> int | None:
+        return int(self.n_way)
+
+    def _pool_sampler(self):
+        def sampler(X, y):
+            return EpisodeSampler(X, y, n_way=self.n_way, k_shot=self.k_shot,
+                                  n_query=15 if self.n_query is None else self.n_query,
+                                  n_episodes=self.n_episodes, random_state=self.random_state)
+
+        return sampler
+
+    def _encode_targets(self, ys, yq, *, rng, where):
+        perm = None if rng is None else rng.permutation(self.n_way)
+        return encode_labels(ys, yq, n_way=self.n_way, where=where, permutation=perm)
+
+    def _task_score(self, batch: MetaBatch, t: int, pred: torch.Tensor, metric) -> float:
+        from sklearn.metrics import accuracy_score
+
+        pos, b = _locate(batch, t)
+        classes = batch.classes[t]
+        y_true = classes[b.y_query[pos].cpu().numpy()]
+        y_pred = classes[pred[:, :len(classes)].argmax(-1).cpu().numpy()]
+        return float((metric or accuracy_score)(y_true, y_pred))
+
+    def _adapted_class(self):
+        return AdaptedClassifier
+
+
+def _locate(batch: MetaBatch, t: int) -> tuple[int, F.TaskBatch]:
+    for positions, b in batch.groups:
+        if t in positions:
+            return positions.index(t), b
+    raise IndexError(t)
+
+
+CLASSIFIER_CONSTRAINTS = {
+    "n_way": [Interval(Integral, 2, None, closed="left")],
+    "n_episodes": [Interval(Integral, 1, None, closed="left")],
+}
+
+
+# ---------------------------------------------------------------------------
+# adapted models
+
+
+class _AdaptedModel(BaseEstimator):
+    """A model adapted to one task: a module copy with the task's weights.
+
+    Plain and small: it holds a copy of the network with the adapted weights as
+    leaf tensors (no autograd graph), the device and, for classifiers, the task's
+    labels. It pickles with pickle and joblib; a model adapted on CUDA loads on a
+    machine without CUDA (on the CPU, with a warning).
+    """
+
+    @classmethod
+    def _from_meta(cls, meta: BaseMetaLearner, module: nn.Module, classes, y_ndim: int):
+        self = cls()
+        self.module_ = module
+        self.device_ = str(meta.device) if meta.device is not None else "cpu"
+        self.input_shape_ = tuple(meta.input_shape_)
+        self.n_features_in_ = int(np.prod(self.input_shape_))
+        self.y_ndim_ = y_ndim
+        self.meta_estimator_ = type(meta).__name__
+        if classes is not None:
+            self.classes_ = classes
+        return self
+
+    def _forward(self, X) -> torch.Tensor:
+        if not hasattr(self, "module_"):
+            raise NotFittedError(f"This {type(self).__name__} holds no model; get one from "
+                                 "a meta-learner's adapt(X_support, y_support).")
+        X, _ = check_task_arrays(X, np.zeros(len(X)), where="X", classification=True)
+        if tuple(X.shape[1:]) != self.input_shape_:
+            raise ValueError(f"X has input shape {tuple(X.shape[1:])} but the model was adapted "
+                             f"on {self.input_shape_}.")
+        dtype = next((p.dtype for p in self.module_.parameters() if p.is_floating_point()),
+                     torch.float32)
+        with torch.no_grad():
+            return self.module_(torch.as_tensor(X, dtype=dtype, device=self.device_))
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if not str(self.device_).startswith("cpu"):
+            state["module_"] = copy.deepcopy(self.module_).to("cpu")
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        dev = torch.device(self.device_)
+        if dev.type == "cuda":
+            if torch.cuda.is_available():
+                self.module_ = self.module_.to(dev)
+            else:
+                warnings.warn(f"This model was adapted on {self.device_}, which is not available "
+                              "here; it was loaded on the CPU.", DeviceWarning, stacklevel=2)
+                self.device_ = "cpu"
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "module_")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(from {getattr(self, 'meta_estimator_', '?')})"
+
+
+class AdaptedRegressor(RegressorMixin, _AdaptedModel):
+    """A regressor adapted to one task by :meth:`BaseMetaLearner.adapt`.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The network with the task's adapted weights (evaluation mode).
+    device_ : str
+    n_features_in_ : int
+    """
+
+    def predict(self, X):
+        """Predict targets for ``X`` with the adapted weights.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
+            1-D when the support targets were 1-D.
+        """
+        out = self._forward(X).cpu().numpy()
+        return out.ravel() if self.y_ndim_ == 1 and out.ndim == 2 and out.shape[1] == 1 else out
+
+
+class AdaptedClassifier(ClassifierMixin, _AdaptedModel):
+    """A classifier adapted to one task by :meth:`BaseMetaLearner.adapt`.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The task's labels (from the support set), in output order.
+    module_ : torch.nn.Module
+    device_ : str
+    n_features_in_ : int
+    """
+
+    def predict_proba(self, X):
+        """Class probabilities of the task's classes, in the order of ``classes_``."""
+        logits = self._forward(X)[:, :len(self.classes_)]
+        return torch.softmax(logits, dim=-1).cpu().numpy()
+
+    def predict(self, X):
+        """The most likely of the task's labels for every row of ``X``."""
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

@@ -1,0 +1,177 @@
+"""Networks for meta-learning.
+
+The estimators fill in ``in_features`` (from the data) and ``n_outputs`` (``n_way``
+for classifiers, the number of targets for regressors) for any module class whose
+constructor has these parameters and leaves them unset, so
+``MAMLClassifier(module=ConvNet, n_way=5)`` needs no further sizes.
+
+The normalisation layer here, :class:`BatchNorm`, is written with elementary
+tensor operations and always normalises with the statistics of the batch it sees
+(as MAML's reference implementation does, "transductive" batch norm). Unlike
+PyTorch's native ``BatchNorm``, it gives exact second-order meta-gradients under
+:func:`torch.func.vmap`, so it runs on skmeta's vectorised engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["MLP", "ConvNet", "BatchNorm"]
+
+
+class BatchNorm(nn.Module):
+    """Batch normalisation over the batch and spatial axes, with batch statistics.
+
+    Normalises each channel (axis 1) with the mean and the biased variance of the
+    current batch, then applies a per-channel affine map. It keeps no running
+    statistics: predictions on a query set use that set's statistics, as in Finn
+    et al. (2017). Works for inputs of shape (n, C) and (n, C, \\*spatial).
+
+    Parameters
+    ----------
+    num_features : int
+        Number of channels C.
+    eps : float, default=1e-5
+        Added to the variance for numerical stability.
+    affine : bool, default=True
+        Learn a per-channel scale (initialised to 1) and shift (to 0).
+
+    Examples
+    --------
+    >>> import torch
+    >>> bn = BatchNorm(3)
+    >>> out = bn(torch.randn(8, 3, 4, 4) * 5 + 2)
+    >>> round(out.mean().item(), 4), round(out.var(unbiased=False).item(), 2)
+    (0.0, 1.0)
+    """
+
+    def __init__(self, num_features: int, *, eps: float = 1e-5, affine: bool = True):
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.affine = affine
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        dims = [0] + list(range(2, x.dim()))
+        mean = x.mean(dim=dims, keepdim=True)
+        var = ((x - mean) ** 2).mean(dim=dims, keepdim=True)
+        out = (x - mean) * torch.rsqrt(var + self.eps)
+        if self.affine:
+            shape = [1, -1] + [1] * (x.dim() - 2)
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, affine={self.affine}"
+
+
+class MLP(nn.Module):
+    """A multi-layer perceptron: Linear, activation, ..., Linear.
+
+    Parameters
+    ----------
+    in_features : int or None, default=None
+        Input size. ``None`` lets the estimator set it from the data.
+    n_outputs : int or None, default=None
+        Output size. ``None`` lets the estimator set it (``n_way`` for
+        classifiers, the number of targets for regressors); 1 when used alone.
+    hidden : sequence of int, default=(40, 40)
+        Hidden layer sizes; ``(40, 40)`` is Finn et al.'s sinusoid network.
+    activation : type of nn.Module, default=nn.ReLU
+        The non-linearity between layers.
+    dropout : float, default=0.0
+        Dropout probability after each hidden activation.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = MLP(in_features=1, n_outputs=1)
+    >>> net
+    MLP(
+      (layers): Sequential(
+        (0): Linear(in_features=1, out_features=40, bias=True)
+        (1): ReLU()
+        (2): Linear(in_features=40, out_features=40, bias=True)
+        (3): ReLU()
+        (4): Linear(in_features=40, out_features=1, bias=True)
+      )
+    )
+    >>> net(torch.zeros(5, 1)).shape
+    torch.Size([5, 1])
+    """
+
+    def __init__(self, in_features: int | None = None, n_outputs: int | None = None, *,
+                 hidden: Sequence[int] = (40, 40), activation: type[nn.Module] = nn.ReLU,
+                 dropout: float = 0.0):
+        super().__init__()
+        if in_features is None:
+            raise ValueError("MLP needs in_features; the skmeta estimators set it from the "
+                             "data, or pass module__in_features=<number of features>.")
+        sizes = [int(in_features), *map(int, hidden)]
+        layers: list[nn.Module] = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(a, b), activation()]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(sizes[-1], 1 if n_outputs is None else int(n_outputs)))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, X: Tensor) -> Tensor:
+        return self.layers(X.flatten(1) if X.dim() > 2 else X)
+
+
+class ConvNet(nn.Module):
+    """The convolutional network of MAML's few-shot image experiments.
+
+    Four blocks of [3x3 convolution with ``n_filters`` filters, batch norm (batch
+    statistics, :class:`BatchNorm`), ReLU, 2x2 max-pooling], then a linear layer to
+    ``n_outputs`` (Finn et al., 2017; Vinyals et al., 2016). On 28x28 Omniglot
+    images the feature map after four blocks is 1x1.
+
+    Parameters
+    ----------
+    n_outputs : int or None, default=None
+        Number of outputs; ``None`` lets the estimator set it to ``n_way``.
+    in_channels : int, default=1
+        Input channels (1 for Omniglot).
+    n_filters : int, default=64
+        Filters per convolution (64 in the paper; fewer is faster on a CPU).
+    n_blocks : int, default=4
+        Number of convolutional blocks.
+    image_size : int, default=28
+        Input height and width, used to size the final linear layer.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = ConvNet(n_outputs=5, n_filters=8)
+    >>> net(torch.zeros(3, 1, 28, 28)).shape
+    torch.Size([3, 5])
+    """
+
+    def __init__(self, n_outputs: int | None = None, *, in_channels: int = 1,
+                 n_filters: int = 64, n_blocks: int = 4, image_size: int = 28):
+        super().__init__()
+        blocks: list[nn.Module] = []
+        channels, size = int(in_channels), int(image_size)
+        for _ in range(int(n_blocks)):
+            blocks += [nn.Conv2d(channels, n_filters, 3, padding=1), BatchNorm(n_filters),
+                       nn.ReLU(), nn.MaxPool2d(2)]
+            channels, size = n_filters, size // 2
+        if size < 1:
+            raise ValueError(f"image_size={image_size} is too small for n_blocks={n_blocks} "
+                             "2x2 poolings.")
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Linear(channels * size * size, 5 if n_outputs is None else int(n_outputs))
+
+    def forward(self, X: Tensor) -> Tensor:
+        return self.head(self.features(X).flatten(1))
