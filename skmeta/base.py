@@ -486,6 +486,11 @@ class BaseMetaLearner(NeuralNet):
             return self.engine_[kind]
         if batch is None or len(batch) < 2:
             return "vmap"
+        on_cpu = torch.device(self.device or "cpu").type == "cpu"
+        if on_cpu and any(isinstance(m, nn.modules.conv._ConvNd) for m in self.module_.modules()):
+            # measured on CPU: vmapped convolutions run grouped, 3-6x slower than the loop
+            self.engine_[kind] = "loop"
+            return "loop"
         # 'auto': time both engines on the first meta-batches (warm-up, then timed)
         trials = self.engine_timings_.setdefault(kind, {"vmap": [], "loop": []})
         candidate = "vmap" if len(trials["vmap"]) <= len(trials["loop"]) else "loop"
