@@ -199,6 +199,12 @@ class BaseMetaLearner(NeuralNet):
     _classification = False
     _second_order = False  # does the meta-gradient differentiate through inner steps?
 
+    # Fitted state starts as class attributes, so that __init__ sets parameters only
+    # (skorch sets these three in __init__; its code only needs them to exist).
+    history_ = None
+    initialized_ = False
+    virtual_params_: dict = {}
+
     # skorch attributes that skmeta does not expose as parameters
     iterator_train = None
     iterator_valid = None
@@ -212,38 +218,23 @@ class BaseMetaLearner(NeuralNet):
                  callbacks=None, warm_start=False, verbose=1, device="cpu", compile=False,
                  torch_load_kwargs=None, **kwargs):
         # NeuralNet.__init__ would add skorch parameters that do not apply to tasks
-        # (iterator_*, dataset, predict_nonlinearity, use_caching); we set ours here and
-        # reproduce the rest of its bookkeeping.
-        self.module = module
-        self.criterion = criterion
-        self.optimizer = optimizer
-        self.lr = lr
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.inner_lr = inner_lr
-        self.inner_steps = inner_steps
-        self.adapt_steps = adapt_steps
-        self.k_shot = k_shot
-        self.n_query = n_query
-        self.engine = engine
-        self.chunk_size = chunk_size
-        self.random_state = random_state
-        self.train_split = train_split
-        self.callbacks = callbacks
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.device = device
-        self.compile = compile
-        self.torch_load_kwargs = torch_load_kwargs
+        # (iterator_*, dataset, predict_nonlinearity, use_caching); we store ours and
+        # reproduce the rest of its bookkeeping. vars().update bypasses skorch's
+        # __setattr__, which treats torch modules set after construction specially.
+        vars(self).update(
+            module=module, criterion=criterion, optimizer=optimizer, lr=lr,
+            max_epochs=max_epochs, batch_size=batch_size, inner_lr=inner_lr,
+            inner_steps=inner_steps, adapt_steps=adapt_steps, k_shot=k_shot, n_query=n_query,
+            engine=engine, chunk_size=chunk_size, random_state=random_state,
+            train_split=train_split, callbacks=callbacks, warm_start=warm_start,
+            verbose=verbose, device=device, compile=compile,
+            torch_load_kwargs=torch_load_kwargs)
         self._check_deprecated_params(**kwargs)
-        history = kwargs.pop("history", None)
-        initialized = kwargs.pop("initialized_", False)
-        virtual_params = kwargs.pop("virtual_params_", dict())
+        for fitted in ("history", "initialized_", "virtual_params_"):
+            if fitted in kwargs:  # skorch's private constructor arguments
+                setattr(self, fitted if fitted.endswith("_") else "history_", kwargs.pop(fitted))
         self._params_to_validate = set(kwargs.keys())
         vars(self).update(kwargs)
-        self.history_ = history
-        self.initialized_ = initialized
-        self.virtual_params_ = virtual_params
 
     # ------------------------------------------------------------------ params
 
@@ -303,11 +294,13 @@ class BaseMetaLearner(NeuralNet):
             self.initialize()
         return NeuralNet.partial_fit(self, tasks, None, _routing_method="fit", **fit_params)
 
-    def partial_fit(self, X, y=None, groups=None, **fit_params):
+    def partial_fit(self, X, y=None, classes=None, groups=None, **fit_params):
         """Continue meta-training for ``max_epochs`` more epochs, without re-initialising.
 
-        Accepts the same task forms as :meth:`fit`. A ``KeyboardInterrupt`` stops
-        training cleanly after the last completed meta-update.
+        Accepts the same task forms as :meth:`fit` (``classes`` is accepted for
+        scikit-learn compatibility and unused: each task brings its own classes).
+        A ``KeyboardInterrupt`` stops training cleanly after the last completed
+        meta-update.
         """
         tasks = self._prepare_fit(X, y, groups)
         if not self.initialized_:
@@ -696,13 +689,18 @@ class BaseMetaLearner(NeuralNet):
             idx = np.arange(start, min(start + batch_size, len(tasks)))
             yield self.get_meta_batch(tasks, idx, rng, training=False)
 
-    def score(self, X, y=None, groups=None):
+    def score(self, X, y=None, groups=None, sample_weight=None):
         """Mean score over tasks after adaptation (R² or accuracy).
 
         Each task is adapted on its support set (``k_shot`` examples, per class
         for classifiers, drawn with ``random_state``) and scored on its query set;
         the per-task scores are averaged. Accepts the task forms of :meth:`fit`.
+        ``sample_weight`` exists for scikit-learn's API and must be None: every
+        task counts equally.
         """
+        if sample_weight is not None:
+            raise ValueError(f"{type(self).__name__}.score averages per-task scores, each task "
+                             "counting once; per-example sample_weight is not supported.")
         return float(np.mean(self.score_tasks(X, y, groups)))
 
     def score_tasks(self, X, y=None, groups=None, *, metric=None) -> np.ndarray:
@@ -920,6 +918,17 @@ class _AdaptedModel(BaseEstimator):
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "module_")
+
+    def fit(self, X, y=None):
+        """Not supported: adapted models come from a meta-learner's ``adapt``.
+
+        Raises
+        ------
+        TypeError
+            Always; call ``meta_learner.adapt(X_support, y_support)`` instead.
+        """
+        raise TypeError(f"{type(self).__name__} is made by a meta-learner's adapt(X_support, "
+                        "y_support); to adapt to other data, call adapt on the meta-learner.")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(from {getattr(self, 'meta_estimator_', '?')})"
