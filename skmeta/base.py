@@ -249,7 +249,8 @@ class BaseMetaLearner(NeuralNet):
                                        caller_name=type(self).__name__)
 
     def _validate_params(self):
-        known = set(self._get_param_names()) | set(self._parameter_constraints)
+        known = (set(self._get_param_names()) | set(self._parameter_constraints)) \
+            - self._params_to_validate
         for key in sorted(self._params_to_validate):
             if "__" in key or key.endswith("_") or key in self.prefixes_:
                 continue
@@ -292,6 +293,7 @@ class BaseMetaLearner(NeuralNet):
         tasks = self._prepare_fit(X, y, groups)
         if not self.warm_start or not self.initialized_:
             self.initialize()
+            self._check_module_output(tasks)
         return NeuralNet.partial_fit(self, tasks, None, _routing_method="fit", **fit_params)
 
     def partial_fit(self, X, y=None, classes=None, groups=None, **fit_params):
@@ -305,7 +307,22 @@ class BaseMetaLearner(NeuralNet):
         tasks = self._prepare_fit(X, y, groups)
         if not self.initialized_:
             self.initialize()
+            self._check_module_output(tasks)
         return NeuralNet.partial_fit(self, tasks, None, **fit_params)
+
+    def _check_module_output(self, tasks) -> None:
+        """Fail early, and clearly, when the network's output does not fit the tasks."""
+        X0 = tasks[0][0][:4]
+        with torch.no_grad(), self._functional_lock:
+            out = self.module_(self._to_tensor(X0))
+        expected = self._n_outputs()
+        if out.dim() != 2 or out.shape[0] != len(X0) or out.shape[1] != expected:
+            what = f"n_way={self.n_way} logits" if self._classification else \
+                f"{expected} output(s), one per target"
+            raise ValueError(f"The module maps {len(X0)} examples to an output of shape "
+                             f"{tuple(out.shape)}; {type(self).__name__} needs shape "
+                             f"({len(X0)}, {expected}): {what}. Set the module's output size "
+                             "(e.g. module__n_outputs) to match.")
 
     def _prepare_fit(self, X, y, groups) -> TaskSequence:
         self._check_params()

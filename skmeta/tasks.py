@@ -335,7 +335,8 @@ def split_task(task, *, k_shot: int, n_query: int | None, rng: np.random.Generat
         members = np.flatnonzero(y_idx == c)
         needed = _n_needed(k_shot, n_query) if need_query else k_shot
         if len(members) < needed:
-            raise ValueError(f"{where}: class {classes[c]!r} has {len(members)} examples but "
+            label = classes[c].item() if isinstance(classes[c], np.generic) else classes[c]
+            raise ValueError(f"{where}: class {label!r} has {len(members)} examples but "
                              f"k_shot={k_shot} support + "
                              f"{'at least 1' if n_query is None else n_query} query examples "
                              f"per class need {needed}.")
