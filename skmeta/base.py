@@ -16,6 +16,7 @@ callbacks. Do not override ``fit``, ``partial_fit``, ``fit_loop`` or
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import threading
@@ -50,6 +51,17 @@ from .tasks import (
 )
 
 __all__ = ["BaseMetaLearner", "TaskSplit", "MetaBatch", "AdaptedRegressor", "AdaptedClassifier"]
+
+
+@contextlib.contextmanager
+def _mode(module: nn.Module, *, training: bool):
+    """Set ``module``'s training mode for a block, then restore it."""
+    before = module.training
+    module.train(training)
+    try:
+        yield module
+    finally:
+        module.train(before)
 
 
 class TaskSplit:
@@ -564,18 +576,27 @@ class BaseMetaLearner(NeuralNet):
                 p.grad = g if p.grad is None else p.grad + g
         return {"loss": loss, "y_pred": None}
 
-    def _adapt_groups(self, batch: MetaBatch, *, steps: int, inner_lr: float,
-                      kind: str = "adapt") -> list[F.Params]:
-        """Adapted parameters for every group of ``batch`` (stacked per group)."""
-        params, buffers = self._named_tensors()
+    def get_adaptation_module(self) -> nn.Module:
+        """The network that ``adapt``, ``score`` and meta-validation fine-tune.
+
+        The meta-learned module itself by default; an algorithm whose adaptation
+        starts from another network (e.g. a fresh classification head) overrides it.
+        """
+        return self.module_
+
+    def _adapt_groups(self, batch: MetaBatch, module: nn.Module, *, steps: int,
+                      inner_lr: float, kind: str = "adapt") -> list[F.Params]:
+        """Adapted parameters of ``module`` for every group of ``batch`` (stacked per group)."""
+        params, buffers = dict(module.named_parameters()), dict(module.named_buffers())
 
         def run(engine):
-            return [F.adapt(self.module_, params, buffers, b, loss_fn=self.get_task_loss,
+            return [F.adapt(module, params, buffers, b, loss_fn=self.get_task_loss,
                             inner_lr=inner_lr, steps=steps, engine=engine,
                             chunk_size=self.chunk_size)
                     for b in batch.task_batches]
 
-        with self._functional_lock:
+        with self._functional_lock, _mode(module, training=True):
+            # inner steps run in training mode, as during meta-training
             return self._timed(kind, batch, run)
 
     def _evaluate(self, batch: MetaBatch, *, steps: int | None = None,
@@ -583,26 +604,22 @@ class BaseMetaLearner(NeuralNet):
         """Adapt on the support sets; return per-task query losses and predictions."""
         steps = self._adapt_steps() if steps is None else steps
         inner_lr = self.inner_lr if inner_lr is None else inner_lr
-        training = self.module_.training
-        fasts = self._adapt_groups(batch, steps=steps, inner_lr=inner_lr)
+        module = self.get_adaptation_module()
+        fasts = self._adapt_groups(batch, module, steps=steps, inner_lr=inner_lr)
         losses: list = [None] * len(batch)
         preds: list = [None] * len(batch)
-        _, buffers = self._named_tensors()
-        with self._functional_lock:
-            self.module_.eval()
-            try:
-                for (positions, b), fast in zip(batch.groups, fasts):
-                    engine = self.engine_.get("adapt", "vmap") if self.engine != "loop" else "loop"
-                    if not F.vmap_support(self.module_, second_order=False)[0]:
-                        engine = "loop"
-                    out = F.predict(self.module_, fast, buffers, b.X_query, engine=engine,
-                                    chunk_size=self.chunk_size)
-                    with torch.no_grad():
-                        for j, pos in enumerate(positions):
-                            losses[pos] = self.get_task_loss(out[j], b.y_query[j])
-                            preds[pos] = out[j]
-            finally:
-                self.module_.train(training)
+        buffers = dict(module.named_buffers())
+        engine = self.engine_.get("adapt", "vmap") if self.engine != "loop" else "loop"
+        if not F.vmap_support(module, second_order=False)[0]:
+            engine = "loop"
+        with self._functional_lock, _mode(module, training=False):
+            for (positions, b), fast in zip(batch.groups, fasts):
+                out = F.predict(module, fast, buffers, b.X_query, engine=engine,
+                                chunk_size=self.chunk_size)
+                with torch.no_grad():
+                    for j, pos in enumerate(positions):
+                        losses[pos] = self.get_task_loss(out[j], b.y_query[j])
+                        preds[pos] = out[j]
         return losses, preds
 
     def validation_step(self, batch: MetaBatch, **fit_params):
@@ -674,13 +691,14 @@ class BaseMetaLearner(NeuralNet):
             classes.append(cls)
             y_ndims.append(np.ndim(ys))
         out: list = [None] * len(split)
+        module = self.get_adaptation_module()
         for positions, (Xs, ys, _, _) in group_by_shape(split):
             batch = MetaBatch([(list(range(len(positions))),
                                 F.TaskBatch(self._to_tensor(Xs), self._to_tensor(ys, True)))],
                               None, positions)
-            fast = self._adapt_groups(batch, steps=steps, inner_lr=lr)[0]
+            fast = self._adapt_groups(batch, module, steps=steps, inner_lr=lr)[0]
             for j, pos in enumerate(positions):
-                out[pos] = self._make_adapted({k: v[j] for k, v in fast.items()},
+                out[pos] = self._make_adapted(module, {k: v[j] for k, v in fast.items()},
                                               classes[pos], y_ndims[pos])
         return out
 
@@ -689,13 +707,14 @@ class BaseMetaLearner(NeuralNet):
             raise ValueError(f"{where}: X has input shape {tuple(X.shape[1:])} but "
                              f"{type(self).__name__} was fitted on {self.input_shape_}.")
 
-    def _make_adapted(self, fast: F.Params, classes, y_ndim: int):
-        params = dict(self.module_.named_parameters())
+    def _make_adapted(self, module: nn.Module, fast: F.Params, classes, y_ndim: int):
+        # deepcopy with a memo puts the adapted tensors in place of the meta-parameters
+        # without copying the latter first
         memo = {id(p): nn.Parameter(fast[name].detach().clone(), requires_grad=False)
-                for name, p in params.items()}
-        for b in self.module_.buffers():
+                for name, p in module.named_parameters()}
+        for b in module.buffers():
             memo[id(b)] = b.detach().clone()
-        module = copy.deepcopy(self.module_, memo)
+        module = copy.deepcopy(module, memo)
         module.eval()
         return self._adapted_class()._from_meta(self, module, classes, y_ndim)
 
