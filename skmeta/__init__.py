@@ -2,6 +2,7 @@
 
 from .base import AdaptedClassifier, AdaptedRegressor, TaskSplit
 from .maml import MAMLClassifier, MAMLRegressor
+from .pretrained import PretrainedClassifier, PretrainedRegressor
 from .reptile import ReptileClassifier, ReptileRegressor
 from .tasks import EpisodeSampler, Task, TaskTransformer
 
@@ -12,6 +13,8 @@ __all__ = [
     "MAMLClassifier",
     "ReptileRegressor",
     "ReptileClassifier",
+    "PretrainedRegressor",
+    "PretrainedClassifier",
     "AdaptedRegressor",
     "AdaptedClassifier",
     "Task",

@@ -28,6 +28,8 @@ from skorch.callbacks import (
 from skmeta import (
     MAMLClassifier,
     MAMLRegressor,
+    PretrainedClassifier,
+    PretrainedRegressor,
     ReptileClassifier,
     ReptileRegressor,
     TaskSplit,
@@ -36,7 +38,8 @@ from skmeta import (
 from skmeta.metrics import get_task_scorer, make_task_scorer
 from skmeta.pipeline import adapt_pipeline
 
-ALL = [MAMLRegressor, MAMLClassifier, ReptileRegressor, ReptileClassifier]
+ALL = [MAMLRegressor, MAMLClassifier, ReptileRegressor, ReptileClassifier, PretrainedRegressor,
+       PretrainedClassifier]
 FAST = dict(max_epochs=1, verbose=0, random_state=0)
 
 

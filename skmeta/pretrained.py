@@ -1,0 +1,185 @@
+"""The pre-training baseline: joint training on all tasks, then fine-tuning."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import functional as F
+from .base import (
+    CLASSIFIER_CONSTRAINTS,
+    BaseMetaLearner,
+    MetaBatch,
+    _ClassifierShell,
+    _RegressorShell,
+)
+from .maml import _CLF_EXTRA, _doc
+from .modules import MLP
+
+__all__ = ["PretrainedRegressor", "PretrainedClassifier"]
+
+
+def _joint_gradient(module: nn.Module, params: F.Params, buffers: F.Params,
+                    batches: list[F.TaskBatch], loss_fn: F.LossFn):
+    """Mean over tasks of the loss on the pooled support and query data, at ``params``."""
+    names = [k for k, p in params.items() if p.requires_grad]
+    n_total = sum(b.n_tasks for b in batches)
+    losses = []
+    for b in batches:
+        for t in range(b.n_tasks):
+            X = b.X_support[t] if b.X_query is None else torch.cat([b.X_support[t],
+                                                                    b.X_query[t]])
+            y = b.y_support[t] if b.y_query is None else torch.cat([b.y_support[t],
+                                                                    b.y_query[t]])
+            losses.append(loss_fn(F.forward(module, params, buffers, X), y))
+    loss = torch.stack(losses).sum() / n_total
+    gs = torch.autograd.grad(loss, [params[k] for k in names], allow_unused=True)
+    grads = {k: torch.zeros_like(p) for k, p in params.items()}
+    for k, g in zip(names, gs):
+        if g is not None:
+            grads[k] = g
+    return loss.detach(), grads
+
+
+class _BasePretrained(BaseMetaLearner):
+    """Plain joint training on the pooled data of all training tasks.
+
+    The "model pre-training" baseline of Finn et al. (2017): one network is
+    trained with the outer optimizer on every training task's examples (support
+    and query pooled), with no inner loop; ``adapt`` then fine-tunes it with
+    ``adapt_steps`` gradient steps of size ``inner_lr``, exactly like the
+    meta-learners, so that comparisons differ only in how the start was learned.
+    ``inner_steps`` is used only as the default of ``adapt_steps``. The history's
+    ``train_loss`` is the joint training loss (before any adaptation).
+    """
+
+    def __init__(self, module=MLP, *, optimizer=torch.optim.Adam, lr=1e-3, inner_steps=1,
+                 **kwargs):
+        super().__init__(module, optimizer=optimizer, lr=lr, inner_steps=inner_steps, **kwargs)
+
+    def get_meta_gradient(self, batch: MetaBatch, engine: str):
+        params, buffers = self._named_tensors()
+        return _joint_gradient(self.module_, params, buffers, batch.task_batches,
+                               self.get_task_loss)
+
+
+class PretrainedRegressor(_RegressorShell, _BasePretrained):
+    __doc__ = _doc(
+        """Pre-training baseline for regression: joint training, then fine-tuning.
+
+    One network is fitted to the pooled examples of all training tasks; ``adapt``
+    fine-tunes it on a new task's support set with the same inner steps as the
+    meta-learners (Finn et al., 2017, "pretrained" baseline).
+""", """
+    See Also
+    --------
+    MAMLRegressor, ReptileRegressor
+
+    Examples
+    --------
+    >>> from skmeta import PretrainedRegressor
+    >>> from skmeta.datasets import make_sinusoid_tasks
+    >>> tasks = make_sinusoid_tasks(n_tasks=100, n_samples=20, random_state=0)
+    >>> pre = PretrainedRegressor(k_shot=10, adapt_steps=5, max_epochs=2, verbose=0,
+    ...                           random_state=0).fit(tasks)
+    >>> X, y = tasks[0]
+    >>> pre.adapt(X[:10], y[:10]).predict(X[10:]).shape
+    (10,)
+""", "", False, criterion="torch.nn.MSELoss", optimizer="torch.optim.Adam", lr="1e-3",
+        inner_steps="1")
+
+
+class PretrainedClassifier(_ClassifierShell, _BasePretrained):
+    __doc__ = _doc(
+        """Pre-training baseline for few-shot classification.
+
+    One network is trained as an ordinary classifier over *all* classes of the
+    training tasks pooled (their labels are taken as global class labels); to
+    adapt to a new ``n_way`` task its last linear layer is replaced by a fresh,
+    zero-initialised ``n_way`` head and the whole network is fine-tuned on the
+    support set with ``adapt_steps`` steps of size ``inner_lr``.
+""", """
+    Attributes
+    ----------
+    pretrain_classes_ : ndarray
+        The pooled training classes, in the order of the pre-training outputs.
+
+    See Also
+    --------
+    MAMLClassifier, ReptileClassifier
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta import PretrainedClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat(np.arange(20), 10)
+    >>> X = rng.normal(size=(200, 4)) + y[:, None] % 5
+    >>> pre = PretrainedClassifier(n_way=3, k_shot=2, n_query=3, n_episodes=50, adapt_steps=5,
+    ...                            max_epochs=1, verbose=0, random_state=0).fit(X, y)
+    >>> len(pre.pretrain_classes_)
+    20
+    >>> pre.adapt(X[:6], np.array([0, 0, 1, 1, 2, 2])).predict(X[:6]).shape
+    (6,)
+""", _CLF_EXTRA, True, criterion="torch.nn.CrossEntropyLoss", optimizer="torch.optim.Adam",
+        lr="1e-3", inner_steps="1")
+    _parameter_constraints = {**_BasePretrained._parameter_constraints, **CLASSIFIER_CONSTRAINTS}
+
+    def _prepare_fit(self, X, y, groups):
+        tasks = super()._prepare_fit(X, y, groups)
+        if not (self.warm_start and self.initialized_):
+            source = getattr(tasks, "_raw", tasks)
+            if hasattr(source, "classes_"):  # an EpisodeSampler knows its pool's classes
+                classes = np.asarray(source.classes_)
+            else:  # reads every task's labels once
+                labels = []
+                for i in range(len(tasks)):
+                    t = tasks[i]
+                    labels.append(np.asarray(t[1]))
+                    if len(t) == 4 and t[3] is not None:
+                        labels.append(np.asarray(t[3]))
+                classes = np.unique(np.concatenate(labels))
+            self.pretrain_classes_ = classes
+        return tasks
+
+    def _n_outputs(self) -> int | None:
+        return len(self.pretrain_classes_) if hasattr(self, "pretrain_classes_") else None
+
+    def _encode_targets(self, ys, yq, *, rng, where):
+        if rng is None:  # adaptation / evaluation: the task's own n_way labels
+            return super()._encode_targets(ys, yq, rng=None, where=where)
+
+        def glob(a):
+            if a is None:
+                return None
+            idx = np.searchsorted(self.pretrain_classes_, a)
+            idx = np.minimum(idx, len(self.pretrain_classes_) - 1)
+            if np.any(self.pretrain_classes_[idx] != a):
+                raise ValueError(f"{where} has labels outside the pre-training classes.")
+            return idx.astype(np.int64)
+
+        return None, glob(ys), glob(yq)
+
+    def get_adaptation_module(self) -> nn.Module:
+        """A copy of the network whose last linear layer is a fresh ``n_way`` head."""
+        n_classes = len(self.pretrain_classes_)
+        head_name = None
+        for name, sub in self.module_.named_modules():
+            if isinstance(sub, nn.Linear):
+                head_name = name
+        head = self.module_.get_submodule(head_name) if head_name else None
+        if head is None or head.out_features != n_classes:
+            raise ValueError("PretrainedClassifier needs a network whose last layer is an "
+                             f"nn.Linear with one output per pre-training class ({n_classes}).")
+        module = copy.deepcopy(self.module_)
+        new_head = nn.Linear(head.in_features, int(self.n_way), bias=head.bias is not None,
+                             device=head.weight.device, dtype=head.weight.dtype)
+        nn.init.zeros_(new_head.weight)
+        if new_head.bias is not None:
+            nn.init.zeros_(new_head.bias)
+        parent_name, _, attr = head_name.rpartition(".")
+        setattr(module.get_submodule(parent_name) if parent_name else module, attr, new_head)
+        return module
