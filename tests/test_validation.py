@@ -119,7 +119,7 @@ def test_accepted_forms_are_listed_for_unreadable_input():
     with pytest.raises(ValueError, match="Pass groups=.*skmeta accepts tasks as"):
         MAMLRegressor(**FAST).fit(X, y)
     with pytest.raises(TypeError, match="generator"):
-        MAMLRegressor(**FAST).fit(((X, y) for _ in range(3)))
+        MAMLRegressor(**FAST).fit((X, y) for _ in range(3))
     with pytest.raises(ValueError, match="y must be None"):
         MAMLRegressor(**FAST).fit([(X, y)] * 3, y)
     with pytest.raises(TypeError, match="task 1 is a str"):
