@@ -2,6 +2,7 @@
 
 from .base import AdaptedClassifier, AdaptedRegressor, TaskSplit
 from .maml import MAMLClassifier, MAMLRegressor
+from .persistence import load, save
 from .pretrained import PretrainedClassifier, PretrainedRegressor
 from .reptile import ReptileClassifier, ReptileRegressor
 from .tasks import EpisodeSampler, Task, TaskTransformer
@@ -21,4 +22,6 @@ __all__ = [
     "TaskSplit",
     "EpisodeSampler",
     "TaskTransformer",
+    "save",
+    "load",
 ]

@@ -576,6 +576,17 @@ class BaseMetaLearner(NeuralNet):
                 p.grad = g if p.grad is None else p.grad + g
         return {"loss": loss, "y_pred": None}
 
+    def _saved_attributes(self) -> list[str]:
+        """Fitted attributes (other than tensors) that :func:`skmeta.save` stores."""
+        return ["input_shape_", "n_outputs_", "seed_", "engine_", "engine_timings_",
+                "pretrain_classes_"]
+
+    def save(self, path) -> None:
+        """Save in skmeta's safe format (tensors + JSON); see :func:`skmeta.save`."""
+        from .persistence import save
+
+        save(self, path)
+
     def get_adaptation_module(self) -> nn.Module:
         """The network that ``adapt``, ``score`` and meta-validation fine-tune.
 
@@ -714,9 +725,19 @@ class BaseMetaLearner(NeuralNet):
                 for name, p in module.named_parameters()}
         for b in module.buffers():
             memo[id(b)] = b.detach().clone()
-        module = copy.deepcopy(module, memo)
-        module.eval()
-        return self._adapted_class()._from_meta(self, module, classes, y_ndim)
+        copied = copy.deepcopy(module, memo)
+        copied.eval()
+        adapted = self._adapted_class()._from_meta(self, copied, classes, y_ndim)
+        if not isinstance(self.module, nn.Module):  # rebuildable from its class (safe format)
+            kwargs = self.get_module_kwargs()
+            if "n_outputs" in kwargs:
+                kwargs["n_outputs"] = self._adapted_n_outputs(module)
+            adapted.module_class_ = self.module
+            adapted.module_kwargs_ = kwargs
+        return adapted
+
+    def _adapted_n_outputs(self, module: nn.Module) -> int:
+        return int(self._n_outputs()) if module is self.module_ else int(self.n_way)
 
     def _iter_score_batches(self, tasks: TaskSequence, batch_size: int = 256):
         rng = np.random.default_rng([_seed_from(self.random_state) if self.random_state
@@ -954,6 +975,12 @@ class _AdaptedModel(BaseEstimator):
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "module_")
+
+    def save(self, path) -> None:
+        """Save in skmeta's safe format (tensors + JSON); see :func:`skmeta.save`."""
+        from .persistence import save
+
+        save(self, path)
 
     def fit(self, X, y=None):
         """Not supported: adapted models come from a meta-learner's ``adapt``.
