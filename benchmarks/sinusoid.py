@@ -1,0 +1,552 @@
+"""Sinusoid regression (Finn et al., 2017): speed, memory and accuracy of MAML and Reptile.
+
+Setup: y = A sin(x - phi), A ~ U[0.1, 5], phi ~ U[0, pi], x ~ U[-5, 5]; MLP 1-40-40-1 with
+ReLU; K = 10 support + 10 query examples; meta-batch 25; inner lr 0.01; MAML: 1 inner step
+and Adam(1e-3); Reptile: 5 inner steps and SGD(0.1) on the pseudo-gradient.
+
+Compared, per algorithm (second-order MAML, first-order MAML, Reptile):
+
+* ``skmeta fit``: the estimator (``MAMLRegressor`` / ``ReptileRegressor``, ``engine="auto"``),
+  timed by ``partial_fit`` over a fixed list of tasks (one epoch = a fixed number of
+  meta-batches), so it includes everything a user pays: input validation, support/query
+  splits, stacking, skorch's loop and callbacks;
+* ``raw vmap``: ``skmeta.functional.maml_meta_gradient`` / ``reptile_meta_gradient`` with
+  ``engine="vmap"`` on pre-stacked tensors plus the optimizer step, no estimator around it;
+* ``raw loop engine``: the same with ``engine="loop"`` (skmeta's reference engine);
+* ``plain loop``: this file's own PyTorch loop over tasks (``functional_call`` +
+  ``torch.autograd.grad(create_graph=True)``, one task after another, like learn2learn);
+* ``higher`` and ``learn2learn`` when they import.
+
+Run ``python benchmarks/sinusoid.py`` (``--quick`` for a smoke run, ``--help`` for options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+try:
+    from . import _common as C
+except ImportError:  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _common as C
+
+import numpy as np
+import torch
+from torch.func import functional_call
+from torch.nn.functional import mse_loss
+
+from skmeta import MAMLRegressor, ReptileRegressor, Task
+from skmeta import functional as F
+from skmeta.modules import MLP
+
+K, Q, META_BATCH = 10, 10, 25
+INNER_LR, MAML_LR = 0.01, 1e-3
+REPTILE_STEPS, REPTILE_LR = 5, 0.1
+ALGOS = {"maml2": "MAML, 2nd order", "maml1": "MAML, 1st order",
+         "reptile": f"Reptile ({REPTILE_STEPS} steps)"}
+TARGET_VS_LOOP = {"maml2": 6.0, "maml1": 5.0, "reptile": 5.0}
+TARGET_VS_RAW = {"maml2": 1.25}
+SHELL = "skmeta fit, meta-gradient cached (shell only)"
+
+
+# --------------------------------------------------------------------------- data
+
+
+def sample_tasks(n: int, rng: np.random.Generator, n_samples: int = K + Q):
+    """``n`` sinusoid tasks as arrays X (n, n_samples, 1) and y (n, n_samples, 1), float32."""
+    amp = rng.uniform(0.1, 5.0, size=(n, 1, 1))
+    phase = rng.uniform(0.0, math.pi, size=(n, 1, 1))
+    X = rng.uniform(-5.0, 5.0, size=(n, n_samples, 1))
+    y = amp * np.sin(X - phase)
+    return X.astype(np.float32), y.astype(np.float32)
+
+
+def to_batch(X: np.ndarray, y: np.ndarray) -> F.TaskBatch:
+    X, y = torch.from_numpy(X), torch.from_numpy(y)
+    return F.TaskBatch(X[:, :K], y[:, :K], X[:, K:], y[:, K:])
+
+
+def as_pairs(X: np.ndarray, y: np.ndarray) -> list:
+    """Tasks for the estimator: (X, y) pairs, split into support/query by the estimator."""
+    return [(X[t], y[t, :, 0]) for t in range(len(X))]
+
+
+def as_fixed_tasks(X: np.ndarray, y: np.ndarray) -> list:
+    """Tasks with the same fixed split as :func:`to_batch`."""
+    return [Task(X[t, :K], y[t, :K, 0], X[t, K:], y[t, K:, 0]) for t in range(len(X))]
+
+
+# --------------------------------------------------------------------------- implementations
+
+
+class ShellOnlyMAML(MAMLRegressor):
+    """MAMLRegressor whose meta-gradient is computed once and then reused.
+
+    Timing its ``partial_fit`` measures what the estimator adds around the algorithm:
+    input validation, support/query splits, stacking, skorch's loop, the optimizer step.
+    """
+
+    def get_meta_gradient(self, batch, engine):
+        if getattr(self, "_cached_gradient", None) is None:
+            self._cached_gradient = super().get_meta_gradient(batch, engine)
+        return self._cached_gradient
+
+
+def make_estimator(algo: str, *, max_epochs: int = 1, random_state: int = 0,
+                   shell_only: bool = False, **kwargs):
+    common = dict(k_shot=K, n_query=Q, batch_size=META_BATCH, inner_lr=INNER_LR,
+                  max_epochs=max_epochs, verbose=0, random_state=random_state, **kwargs)
+    if algo == "reptile":
+        return ReptileRegressor(inner_steps=REPTILE_STEPS, lr=REPTILE_LR, **common)
+    cls = ShellOnlyMAML if shell_only else MAMLRegressor
+    return cls(first_order=algo == "maml1", inner_steps=1, lr=MAML_LR, **common)
+
+
+class _Runner:
+    """One implementation: ``compute_grads(batch)`` fills ``.grad``; ``step`` also updates."""
+
+    def __init__(self, algo: str, state: dict):
+        self.algo = algo
+        self.net = MLP(1, 1)
+        self.net.load_state_dict(state)
+        self.params = dict(self.net.named_parameters())
+        if algo == "reptile":
+            self.opt = torch.optim.SGD(self.net.parameters(), lr=REPTILE_LR)
+        else:
+            self.opt = torch.optim.Adam(self.net.parameters(), lr=MAML_LR)
+
+    def compute_grads(self, b: F.TaskBatch) -> None:
+        raise NotImplementedError
+
+    def step(self, b: F.TaskBatch) -> None:
+        self.compute_grads(b)
+        self.opt.step()
+
+    def state(self) -> dict:
+        return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+
+
+class Functional(_Runner):
+    """skmeta.functional's meta-gradient, no estimator (engine 'vmap' or 'loop')."""
+
+    def __init__(self, algo: str, state: dict, engine: str):
+        super().__init__(algo, state)
+        self.engine = engine
+
+    def compute_grads(self, b):
+        if self.algo == "reptile":
+            _, grads = F.reptile_meta_gradient(self.net, self.params, {}, [b], loss_fn=mse_loss,
+                                               inner_lr=INNER_LR, steps=REPTILE_STEPS,
+                                               engine=self.engine)
+        else:
+            _, grads = F.maml_meta_gradient(self.net, self.params, {}, [b], loss_fn=mse_loss,
+                                            inner_lr=INNER_LR, steps=1,
+                                            first_order=self.algo == "maml1", engine=self.engine)
+        for k, p in self.params.items():
+            p.grad = grads[k]
+
+
+class PlainLoop(_Runner):
+    """A plain PyTorch loop over tasks, one after another (no vmap, no skmeta)."""
+
+    def compute_grads(self, b):
+        self.opt.zero_grad()
+        n = b.X_support.shape[0]
+        names, phi = list(self.params), list(self.params.values())
+        if self.algo == "reptile":
+            w_sum = [torch.zeros_like(p) for p in phi]
+            for t in range(n):
+                fast = [p.detach().requires_grad_() for p in phi]
+                for _ in range(REPTILE_STEPS):
+                    out = functional_call(self.net, dict(zip(names, fast)), (b.X_support[t],))
+                    g = torch.autograd.grad(mse_loss(out, b.y_support[t]), fast)
+                    fast = [(w - INNER_LR * gw).detach().requires_grad_() for w, gw in zip(fast, g)]
+                with torch.no_grad():  # the query loss, for monitoring (skmeta computes it too)
+                    mse_loss(functional_call(self.net, dict(zip(names, fast)), (b.X_query[t],)),
+                             b.y_query[t])
+                    for s, w in zip(w_sum, fast):
+                        s += w
+            for p, s in zip(phi, w_sum):
+                p.grad = p.detach() - s / n
+            return
+        second_order = self.algo == "maml2"
+        for t in range(n):
+            out = functional_call(self.net, self.params, (b.X_support[t],))
+            g = torch.autograd.grad(mse_loss(out, b.y_support[t]), phi, create_graph=second_order)
+            fast = {k: p - INNER_LR * gp for k, p, gp in zip(names, phi, g)}
+            q = mse_loss(functional_call(self.net, fast, (b.X_query[t],)), b.y_query[t])
+            (q / n).backward()
+
+
+class Higher(_Runner):
+    """facebookresearch/higher's ``innerloop_ctx`` (second-order MAML only)."""
+
+    def __init__(self, algo, state, higher):
+        super().__init__(algo, state)
+        self.higher = higher
+        self.inner_opt = torch.optim.SGD(self.net.parameters(), lr=INNER_LR)
+
+    def compute_grads(self, b):
+        self.opt.zero_grad()
+        n = b.X_support.shape[0]
+        for t in range(n):
+            with self.higher.innerloop_ctx(self.net, self.inner_opt,
+                                           copy_initial_weights=False) as (fnet, diffopt):
+                diffopt.step(mse_loss(fnet(b.X_support[t]), b.y_support[t]))
+                (mse_loss(fnet(b.X_query[t]), b.y_query[t]) / n).backward()
+
+
+class Learn2Learn(_Runner):
+    """learn2learn's ``MAML.clone()/adapt()`` loop."""
+
+    def __init__(self, algo, state, l2l):
+        super().__init__(algo, state)
+        self.maml = l2l.algorithms.MAML(self.net, lr=INNER_LR, first_order=algo == "maml1")
+
+    def compute_grads(self, b):
+        self.opt.zero_grad()
+        n = b.X_support.shape[0]
+        for t in range(n):
+            learner = self.maml.clone()
+            learner.adapt(mse_loss(learner(b.X_support[t]), b.y_support[t]))
+            (mse_loss(learner(b.X_query[t]), b.y_query[t]) / n).backward()
+
+
+def optional_libraries() -> dict:
+    higher, why_h = C.import_optional("higher")
+    l2l, why_l = C.import_optional("learn2learn")
+    return {"higher": (higher, why_h), "learn2learn": (l2l, why_l)}
+
+
+def implementations(algo: str) -> list[str]:
+    names = ["skmeta fit", "raw vmap", "raw loop engine", "plain loop"]
+    libs = optional_libraries()
+    if algo == "maml2" and libs["higher"][0] is not None:
+        names.append("higher")
+    if algo != "reptile" and libs["learn2learn"][0] is not None:
+        names.append("learn2learn")
+    return names
+
+
+def make_runner(name: str, algo: str, state: dict) -> _Runner:
+    if name == "raw vmap":
+        return Functional(algo, state, "vmap")
+    if name == "raw loop engine":
+        return Functional(algo, state, "loop")
+    if name == "plain loop":
+        return PlainLoop(algo, state)
+    libs = optional_libraries()
+    if name == "higher":
+        return Higher(algo, state, libs["higher"][0])
+    if name == "learn2learn":
+        return Learn2Learn(algo, state, libs["learn2learn"][0])
+    raise ValueError(name)
+
+
+# --------------------------------------------------------------------------- speed
+
+
+class EstimatorBlock:
+    """Times ``partial_fit`` over ``n_iter`` meta-batches (one epoch of a fixed task list)."""
+
+    def __init__(self, algo: str, n_iter: int, seed: int, shell_only: bool = False):
+        rng = np.random.default_rng(seed)
+        self.n_iter = n_iter
+        self.tasks = as_pairs(*sample_tasks(META_BATCH * n_iter, rng))
+        self.est = make_estimator(algo, max_epochs=1, random_state=seed, shell_only=shell_only)
+        self.est.fit(as_pairs(*sample_tasks(META_BATCH * 4, rng)))  # warm-up, picks the engine
+        self.epoch_durs: list[float] = []
+
+    def __call__(self) -> float:
+        t0 = time.perf_counter()
+        self.est.partial_fit(self.tasks)
+        dt = time.perf_counter() - t0
+        self.epoch_durs.append(self.est.history_[-1, "dur"] / self.n_iter)
+        return dt / self.n_iter
+
+
+class RunnerBlock:
+    def __init__(self, runner: _Runner, batches: list, n_iter: int):
+        self.runner, self.batches, self.n_iter, self.i = runner, batches, n_iter, 0
+
+    def __call__(self) -> float:
+        t0 = time.perf_counter()
+        for _ in range(self.n_iter):
+            self.runner.step(self.batches[self.i % len(self.batches)])
+            self.i += 1
+        return (time.perf_counter() - t0) / self.n_iter
+
+
+def time_algorithm(algo: str, rounds: int, n_iter: int, seed: int) -> dict:
+    est_block = EstimatorBlock(algo, n_iter, seed)
+    state = {k: v.detach().clone() for k, v in est_block.est.module_.state_dict().items()}
+    rng = np.random.default_rng(seed + 1)
+    batches = [to_batch(*sample_tasks(META_BATCH, rng)) for _ in range(n_iter)]
+    blocks = {"skmeta fit": est_block}
+    for name in implementations(algo)[1:]:
+        runner = make_runner(name, algo, state)
+        for b in batches[:2]:  # warm-up
+            runner.step(b)
+        blocks[name] = RunnerBlock(runner, batches, n_iter)
+    if algo != "reptile":
+        blocks[SHELL] = EstimatorBlock(algo, n_iter, seed, shell_only=True)
+    print(f"\n{ALGOS[algo]}: {rounds} rounds of {n_iter} meta-iterations per implementation "
+          f"(engine chosen by skmeta: {est_block.est.engine_.get('train')})", flush=True)
+    times = C.round_robin(blocks, rounds)
+    return {"times": times, "epoch_durs": est_block.epoch_durs,
+            "engine": est_block.est.engine_.get("train")}
+
+
+# --------------------------------------------------------------------------- correctness
+
+
+def gradient_check(algo: str, seed: int) -> dict:
+    """Meta-gradients on one meta-batch from one initialisation: max |g - g_plain| / max |g_plain|.
+
+    The estimator's gradient is the ``.grad`` its one ``partial_fit`` meta-update leaves
+    on the module (tasks with the same fixed support/query split as the others).
+    """
+    X, y = sample_tasks(META_BATCH, np.random.default_rng(seed + 7))
+    batch, tasks = to_batch(X, y), as_fixed_tasks(X, y)
+    est = make_estimator(algo, max_epochs=0, random_state=seed).fit(tasks)
+    state = copy.deepcopy(est.module_.state_dict())
+    est.set_params(max_epochs=1)
+    est.partial_fit(tasks)
+    grads = {"skmeta fit": {k: p.grad.clone() for k, p in est.module_.named_parameters()}}
+    ref = None
+    for name in implementations(algo)[1:]:
+        runner = make_runner(name, algo, state)
+        runner.compute_grads(batch)
+        grads[name] = {k: p.grad.clone() for k, p in runner.net.named_parameters()}
+        if name == "plain loop":
+            ref = grads[name]
+    scale = max(g.abs().max().item() for g in ref.values())
+    return {name: max((g[k] - ref[k]).abs().max().item() for k in ref) / scale
+            for name, g in grads.items() if name != "plain loop"}
+
+
+def evaluate_mse(state: dict, X: np.ndarray, y: np.ndarray, steps: int) -> float:
+    """Mean query MSE after ``steps`` SGD steps on each task's support set (own loop)."""
+    net = MLP(1, 1)
+    b = to_batch(X, y)
+    names = [k for k, _ in net.named_parameters()]
+    losses = []
+    for t in range(len(X)):
+        fast = [state[k].detach().clone().requires_grad_() for k in names]
+        for _ in range(steps):
+            out = functional_call(net, dict(zip(names, fast)), (b.X_support[t],))
+            g = torch.autograd.grad(mse_loss(out, b.y_support[t]), fast)
+            fast = [(w - INNER_LR * gw).detach().requires_grad_() for w, gw in zip(fast, g)]
+        with torch.no_grad():
+            out = functional_call(net, dict(zip(names, fast)), (b.X_query[t],))
+            losses.append(mse_loss(out, b.y_query[t]).item())
+    return float(np.mean(losses))
+
+
+def accuracy(algo: str, n_iter: int, n_test: int, seed: int) -> dict:
+    """Train skmeta's estimator and the plain loop from the same initialisation for
+    ``n_iter`` meta-iterations on the same tasks; evaluate on ``n_test`` fresh tasks."""
+    from sklearn.metrics import mean_squared_error
+
+    rng = np.random.default_rng(seed + 100)
+    X, y = sample_tasks(META_BATCH * n_iter, rng)
+    Xt, yt = sample_tasks(n_test, np.random.default_rng(seed + 200))
+    est = make_estimator(algo, max_epochs=0, random_state=seed).fit(as_pairs(X[:1], y[:1]))
+    init = copy.deepcopy(est.module_.state_dict())
+    est.set_params(max_epochs=1)
+    t0 = time.perf_counter()
+    est.partial_fit(as_pairs(X, y))
+    t_est = time.perf_counter() - t0
+    loop = PlainLoop(algo, init)
+    t0 = time.perf_counter()
+    for i in range(n_iter):
+        loop.step(to_batch(X[i * META_BATCH:(i + 1) * META_BATCH],
+                           y[i * META_BATCH:(i + 1) * META_BATCH]))
+    t_loop = time.perf_counter() - t0
+    out = {"train_s": {"skmeta fit": t_est, "plain loop": t_loop}, "mse": {}}
+    test_tasks = as_fixed_tasks(Xt, yt)
+    for steps in (1, 10):
+        est.set_params(adapt_steps=steps)
+        out["mse"][steps] = {
+            "untrained": evaluate_mse(init, Xt, yt, steps),
+            "skmeta fit": evaluate_mse(est.module_.state_dict(), Xt, yt, steps),
+            "skmeta fit (its own score_tasks)": float(np.mean(
+                est.score_tasks(test_tasks, metric=mean_squared_error))),
+            "plain loop": evaluate_mse(loop.state(), Xt, yt, steps),
+        }
+    return out
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def build_memory_child(key: str):
+    algo, name = key.split("/", 1)
+    rng = np.random.default_rng(0)
+    n_iter = 5
+    if name == "skmeta fit":
+        tasks = as_pairs(*sample_tasks(META_BATCH * n_iter, rng))
+        est = make_estimator(algo, max_epochs=1, random_state=0)
+        return lambda: est.fit(tasks)
+    state = MLP(1, 1).state_dict()
+    runner = make_runner(name, algo, state)
+    batches = [to_batch(*sample_tasks(META_BATCH, rng)) for _ in range(n_iter)]
+
+    def run():
+        for b in batches:
+            runner.step(b)
+
+    return run
+
+
+# --------------------------------------------------------------------------- report
+
+
+def report(speed: dict, memory: dict, grads: dict, acc: dict, info: dict) -> str:
+    out = []
+    rows = []
+    for algo, res in speed.items():
+        med = {n: C.median(ts) for n, ts in res["times"].items()}
+        est = med["skmeta fit"]
+        vs_loop = med["plain loop"] / est
+        row = [ALGOS[algo], C.fmt_ratio(vs_loop),
+               f">= {TARGET_VS_LOOP[algo]:g}x: " + ("met" if vs_loop >= TARGET_VS_LOOP[algo]
+                                                    else "NOT met"),
+               C.fmt_ratio(est / med["raw vmap"])]
+        if algo in TARGET_VS_RAW:
+            ok = est / med["raw vmap"] <= TARGET_VS_RAW[algo]
+            row.append(f"<= {TARGET_VS_RAW[algo]:g}x: " + ("met" if ok else "NOT met"))
+        else:
+            row.append("-")
+        row.append(C.fmt_ratio(med["plain loop"] / med["raw vmap"]))
+        row.append(C.fmt_ms(est - med["raw vmap"]))
+        row.append(C.fmt_ms(med[SHELL]) if SHELL in med else "-")
+        rows.append(row)
+    out.append("Ratios of medians (time per meta-iteration):\n")
+    out.append(C.markdown_table(
+        ["algorithm", "skmeta fit speed-up over plain loop", "target", "skmeta fit / raw vmap",
+         "target", "raw vmap speed-up over plain loop", "skmeta fit - raw vmap, ms",
+         "shell only, ms"], rows))
+    names = []
+    for res in speed.values():
+        names += [n for n in res["times"] if n not in names]
+    rows = []
+    for name in names:
+        row = [name]
+        for res in speed.values():
+            ts = res["times"].get(name)
+            if ts is None:
+                row.append("-")
+                continue
+            lo, hi = C.iqr(ts)
+            row.append(f"{C.fmt_ms(C.median(ts))} ({C.fmt_ms(lo)}-{C.fmt_ms(hi)})")
+        rows.append(row)
+    rows.append(["skmeta fit, skorch epoch `dur` only"] + [
+        C.fmt_ms(C.median(res["epoch_durs"])) for res in speed.values()])
+    out.append("\nms per meta-iteration, median (interquartile range) over rounds; skmeta's "
+               "engine: " + ", ".join(f"{ALGOS[a]}: {r['engine']}" for a, r in speed.items())
+               + "\n")
+    out.append(C.markdown_table(["implementation"] + [ALGOS[a] for a in speed], rows))
+    if memory:
+        mem_algos = memory_algos(memory)
+        rows = []
+        for name in names:
+            if any(f"{a}/{name}" in memory for a in mem_algos):
+                rows.append([name] + [C.fmt_mb(memory[f"{a}/{name}"]) if f"{a}/{name}" in memory
+                                      else "-" for a in mem_algos])
+        out.append("\nPeak memory, MB: in a fresh process, growth of the peak RSS during 5 "
+                   "meta-iterations (for the estimator a `fit` of 5 meta-batches) run after an "
+                   "identical warm-up, above the RSS before them; the process's peak RSS in "
+                   "brackets (mostly torch itself):\n")
+        out.append(C.markdown_table(["implementation"] + [ALGOS[a] for a in mem_algos], rows))
+    if grads:
+        rows = [[name] + [f"{grads[a][name]:.1e}" if name in grads[a] else "-" for a in grads]
+                for name in names if name not in ("plain loop", SHELL)]
+        out.append("\nMeta-gradient agreement on one meta-batch from one initialisation, "
+                   "max |g - g_plain_loop| / max |g_plain_loop| (float32):\n")
+        out.append(C.markdown_table(["implementation"] + [ALGOS[a] for a in grads], rows))
+    for algo, res in acc.items():
+        n_iter = res["n_iter"]
+        rows = []
+        for who in res["mse"][1]:
+            rows.append([who, f"{res['mse'][1][who]:.3f}", f"{res['mse'][10][who]:.3f}"])
+        out.append(f"\n{ALGOS[algo]}: post-adaptation query MSE on {res['n_test']} fresh tasks "
+                   f"after {n_iter} meta-iterations (same initialisation and tasks; "
+                   f"training took {res['train_s']['skmeta fit']:.1f} s with skmeta fit, "
+                   f"{res['train_s']['plain loop']:.1f} s with the plain loop):\n")
+        out.append(C.markdown_table(["model", "1 adaptation step", "10 adaptation steps"],
+                                    rows))
+    libs = optional_libraries()
+    out.append("\n" + "; ".join(f"{k}: " + ("importable" if m is not None else why)
+                                for k, (m, why) in libs.items()))
+    return "\n".join(out)
+
+
+def memory_algos(memory: dict) -> list[str]:
+    seen = []
+    for key in memory:
+        a = key.split("/", 1)[0]
+        if a not in seen:
+            seen.append(a)
+    return seen
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="a short smoke run")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--rounds", type=int, default=None, help="timing rounds (default 15)")
+    p.add_argument("--block", type=int, default=None,
+                   help="meta-iterations per implementation per round (default 10)")
+    p.add_argument("--accuracy-iters", type=int, default=None,
+                   help="meta-iterations before the accuracy check (default 3000)")
+    p.add_argument("--algos", default="maml2,maml1,reptile")
+    p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--_memory", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    C.set_threads(args.threads)
+    if args._memory:
+        C.memory_child(lambda: build_memory_child(args._memory))
+        return {}
+    rounds = args.rounds or (4 if args.quick else 15)
+    block = args.block or (5 if args.quick else 10)
+    acc_iters = args.accuracy_iters or (150 if args.quick else 3000)
+    algos = [a for a in args.algos.split(",") if a]
+    info = C.machine_info()
+    C.print_header("Sinusoid regression (Finn et al.): time per meta-iteration", info)
+    t_start = time.perf_counter()
+    speed = {a: time_algorithm(a, rounds, block, args.seed) for a in algos}
+    grads = {a: gradient_check(a, args.seed) for a in algos}
+    memory = {}
+    if not args.no_memory:
+        print("\nmemory (a fresh process per configuration) ...", flush=True)
+        for a in algos if not args.quick else algos[:1]:
+            for name in implementations(a):
+                memory[f"{a}/{name}"] = C.measure_memory(
+                    Path(__file__), f"{a}/{name}", ["--threads", str(args.threads)])
+    acc = {}
+    for a in [a for a in algos if a != "reptile"] if not args.quick else algos[:1]:
+        print(f"\naccuracy: {ALGOS[a]}, {acc_iters} meta-iterations ...", flush=True)
+        acc[a] = accuracy(a, acc_iters, 600, args.seed)
+        acc[a].update(n_iter=acc_iters, n_test=600)
+    text = report(speed, memory, grads, acc, info)
+    C.print_header("Sinusoid regression (Finn et al.): results", info)
+    print(text)
+    print(f"\ncommand: python benchmarks/sinusoid.py {shlex.join(argv or sys.argv[1:])}".rstrip()
+          + f"  (total {time.perf_counter() - t_start:.0f} s)")
+    payload = {"info": info, "speed": speed, "memory": memory, "grads": grads,
+               "accuracy": acc, "table": text}
+    C.save_json(args.json, payload)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
