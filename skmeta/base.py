@@ -461,6 +461,10 @@ class BaseMetaLearner(NeuralNet):
     def get_meta_batch(self, tasks: Sequence, indices, rng: np.random.Generator, *,
                        training: bool, need_query: bool = True) -> MetaBatch:
         """Split tasks ``indices`` into support and query sets and stack them by shape."""
+        stacked = None if self._classification else getattr(tasks, "stacked", lambda: None)()
+        if stacked is not None:
+            return self._stacked_meta_batch(stacked, np.asarray(indices, dtype=np.int64), rng,
+                                            need_query)
         split, classes = [], []
         for i in indices:
             i = int(i)
@@ -479,6 +483,27 @@ class BaseMetaLearner(NeuralNet):
                 self._to_tensor(yq, True))))
         return MetaBatch(groups, classes if self._classification else None,
                          [int(i) for i in indices])
+
+    def _stacked_meta_batch(self, stacked, idx: np.ndarray, rng: np.random.Generator,
+                            need_query: bool) -> MetaBatch:
+        """Fast path: equally sized (X, y) regression tasks, split with one vectorised draw."""
+        X_all, y_all = stacked
+        n = X_all.shape[1]
+        k = self.k_shot
+        needed = k + (1 if self.n_query is None else self.n_query) if need_query else k
+        if n < needed:
+            raise ValueError(f"task {int(idx[0])} has {n} samples but k_shot={k} support + "
+                             f"{'at least 1' if self.n_query is None else self.n_query} query "
+                             f"samples need {needed}. Lower k_shot/n_query or drop small tasks.")
+        perms = np.argsort(rng.random((len(idx), n)), axis=1)  # one permutation per task
+        X = X_all[idx[:, None], perms]
+        y = y_all[idx[:, None], perms]
+        if y.ndim == 2:
+            y = y[..., None]
+        q_end = n if self.n_query is None else k + self.n_query
+        batch = F.TaskBatch(self._to_tensor(X[:, :k]), self._to_tensor(y[:, :k]),
+                            self._to_tensor(X[:, k:q_end]), self._to_tensor(y[:, k:q_end]))
+        return MetaBatch([(list(range(len(idx))), batch)], None, idx.tolist())
 
     # ----------------------------------------------------------------- engines
 
@@ -780,8 +805,15 @@ class BaseMetaLearner(NeuralNet):
         scores = []
         for batch in self._iter_score_batches(tasks):
             _, preds = self._evaluate(batch)
-            for t, pred in enumerate(preds):
-                scores.append(self._task_score(batch, t, pred, metric))
+            if metric is None:  # vectorised over the tasks of each group
+                batch_scores = np.empty(len(batch))
+                for positions, b in batch.groups:
+                    pred = torch.stack([preds[p] for p in positions])
+                    batch_scores[positions] = self._default_scores(batch, positions, b, pred)
+                scores.extend(batch_scores)
+            else:
+                for t, pred in enumerate(preds):
+                    scores.append(self._task_score(batch, t, pred, metric))
         return np.asarray(scores, dtype=float)
 
     def predict(self, X):
@@ -851,6 +883,17 @@ class _RegressorShell:
         y_pred = pred.detach().cpu().numpy()
         return float((metric or r2_score)(y_true, y_pred))
 
+    def _default_scores(self, batch: MetaBatch, positions, b: F.TaskBatch,
+                        pred: torch.Tensor) -> np.ndarray:
+        """R² of every task of a group, as sklearn's r2_score (uniform average, finite)."""
+        y = b.y_query.to(torch.float64)
+        p = pred.to(torch.float64).reshape(y.shape)
+        ss_res = ((y - p) ** 2).sum(1)
+        ss_tot = ((y - y.mean(1, keepdim=True)) ** 2).sum(1)
+        r2 = 1 - ss_res / torch.where(ss_tot > 0, ss_tot, torch.ones_like(ss_tot))
+        r2 = torch.where(ss_tot > 0, r2, (ss_res == 0).to(r2.dtype))
+        return r2.mean(-1).cpu().numpy()
+
     def _adapted_class(self):
         return AdaptedRegressor
 
@@ -899,6 +942,14 @@ class _ClassifierShell:
         y_true = classes[b.y_query[pos].cpu().numpy()]
         y_pred = classes[pred[:, :len(classes)].argmax(-1).cpu().numpy()]
         return float((metric or accuracy_score)(y_true, y_pred))
+
+    def _default_scores(self, batch: MetaBatch, positions, b: F.TaskBatch,
+                        pred: torch.Tensor) -> np.ndarray:
+        """Accuracy of every task of a group, predicting among each task's own classes."""
+        n_cls = torch.tensor([len(batch.classes[p]) for p in positions], device=pred.device)
+        outside = torch.arange(pred.shape[-1], device=pred.device) >= n_cls[:, None, None]
+        logits = pred.masked_fill(outside, float("-inf"))
+        return (logits.argmax(-1) == b.y_query).to(torch.float64).mean(1).cpu().numpy()
 
     def _adapted_class(self):
         return AdaptedClassifier

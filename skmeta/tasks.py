@@ -177,6 +177,24 @@ class TaskSequence(Sequence):
     def __len__(self) -> int:
         return len(self._raw)
 
+    def stacked(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """All tasks as two stacked arrays, when they are equally shaped (X, y) pairs.
+
+        Computed once (for eager sequences only) and used to draw meta-batches
+        without a Python loop over tasks; None otherwise.
+        """
+        if not self._eager:
+            return None
+        if not hasattr(self, "_stacked"):
+            items = self._items
+            first = items[0]
+            same = all(isinstance(t, _CheckedPair) for t in items) and all(
+                t.X.shape == first.X.shape and t.y.shape == first.y.shape
+                and t.X.dtype == first.X.dtype and t.y.dtype == first.y.dtype for t in items)
+            self._stacked = ((np.stack([t.X for t in items]), np.stack([t.y for t in items]))
+                             if same else None)
+        return self._stacked
+
     def __getitem__(self, i: int):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]

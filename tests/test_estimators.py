@@ -21,6 +21,7 @@ from skmeta import (
 from skmeta import functional as F
 from skmeta.datasets import make_sinusoid_tasks
 from skmeta.modules import MLP
+from skmeta.tasks import as_tasks
 
 FAST = dict(max_epochs=1, verbose=0, random_state=0)
 
@@ -151,7 +152,8 @@ def test_reptile_moves_phi_toward_adapted_weights(sinusoid_tasks):
     # reproduce the epoch's support sets: same rng stream as the estimator's first epoch
     rng = np.random.default_rng([est.seed_, 0])
     order = rng.permutation(len(tasks))
-    batch = est.get_meta_batch(tasks, order, rng, training=True)
+    batch = est.get_meta_batch(as_tasks(tasks, classification=False), order, rng,
+                               training=True)
     fast = F.adapt(est.module_, dict(est.module_.named_parameters()), {},
                    batch.task_batches[0], loss_fn=nn.MSELoss(), inner_lr=0.02, steps=3)
     W_mean = {k: v.mean(0) for k, v in fast.items()}
@@ -371,3 +373,39 @@ def test_cuda_fit_adapt_and_load_on_cpu(sinusoid_tasks):
     ref = MAMLRegressor(k_shot=10, device="cuda", engine="loop", **FAST).fit(sinusoid_tasks)
     for k, v in _params(cpu).items():
         torch.testing.assert_close(_params(ref)[k].cpu(), v, atol=1e-4, rtol=1e-3)
+
+
+def test_vectorised_default_scores_equal_sklearn_metrics(sinusoid_tasks, pool):
+    from sklearn.metrics import accuracy_score, r2_score
+
+    tasks = [Task(X[:10], y[:10], X[10:], y[10:]) for X, y in sinusoid_tasks]
+    X0 = sinusoid_tasks[0][0]
+    tasks.append(Task(X0[:10], np.ones(10), X0[10:], np.full(10, 2.0)))  # constant query y
+    est = MAMLRegressor(k_shot=10, **FAST).fit(tasks)
+    np.testing.assert_allclose(est.score_tasks(tasks), est.score_tasks(tasks, metric=r2_score),
+                               atol=1e-5)
+    X, y = pool
+    clf_tasks = [(X[np.isin(y, [a, a + 1, a + 2])], y[np.isin(y, [a, a + 1, a + 2])])
+                 for a in range(0, 18, 3)]
+    clf = MAMLClassifier(n_way=5, k_shot=2, **FAST).fit(clf_tasks)  # 3 classes of 5 outputs
+    np.testing.assert_array_equal(clf.score_tasks(clf_tasks),
+                                  clf.score_tasks(clf_tasks, metric=accuracy_score))
+
+
+def test_stacked_fast_path_draws_disjoint_support_and_query(sinusoid_tasks):
+    est = MAMLRegressor(k_shot=7, n_query=9, **FAST).fit(sinusoid_tasks)
+    seq = as_tasks(sinusoid_tasks, classification=False)
+    assert seq.stacked() is not None
+    batch = est.get_meta_batch(seq, [4, 2], np.random.default_rng(0), training=True)
+    (_, b), = batch.groups
+    assert b.X_support.shape == (2, 7, 1) and b.X_query.shape == (2, 9, 1)
+    for t, i in enumerate([4, 2]):
+        rows = {float(v) for v in sinusoid_tasks[i][0].ravel()}
+        s = {float(v) for v in b.X_support[t].ravel()}
+        q = {float(v) for v in b.X_query[t].ravel()}
+        assert s <= rows and q <= rows and not s & q
+        # targets travel with their inputs
+        lookup = dict(zip(sinusoid_tasks[i][0].ravel().tolist(),
+                          sinusoid_tasks[i][1].tolist()))
+        assert [lookup[v] for v in b.X_support[t].ravel().tolist()] == pytest.approx(
+            b.y_support[t].ravel().tolist())
