@@ -517,9 +517,11 @@ class BaseMetaLearner(NeuralNet):
 
     def _engine_for(self, kind: str, batch: MetaBatch | None = None) -> str:
         """The engine for ``kind`` ('train' or 'adapt'): fixed, or chosen by timing."""
-        second_order = kind == "train" and self._second_order
         if self.engine == "loop":
             return "loop"
+        if self.engine == "auto" and kind in self.engine_:
+            return self.engine_[kind]
+        second_order = kind == "train" and self._second_order
         ok, reason = F.vmap_support(self.module_, second_order=second_order)
         if self.engine == "vmap":
             if not ok:
@@ -584,22 +586,29 @@ class BaseMetaLearner(NeuralNet):
         with self._functional_lock:
             loss, grads = self._timed("train", batch,
                                       lambda engine: self.get_meta_gradient(batch, engine))
+        trainable = [(name, p) for name, p in self.module_.named_parameters() if p.requires_grad]
+        # one reduction checks everything: NaN/inf in any gradient propagates to the sum
+        total = loss + torch.stack([grads[name].sum() for name, _ in trainable]).sum()
+        if not torch.isfinite(total):
+            self._raise_non_finite(loss, grads, trainable)
+        for name, p in trainable:
+            p.grad = grads[name] if p.grad is None else p.grad + grads[name]
+        return {"loss": loss, "y_pred": None}
+
+    def _raise_non_finite(self, loss, grads, trainable):
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"The meta-loss became {loss.item()} at epoch {len(self.history)}; the inner "
                 f"learning rate (inner_lr={self.inner_lr}) or the meta learning rate "
                 f"(lr={self.lr}) is probably too large. The meta-parameters of the last "
                 "finite meta-update were kept.")
-        for name, p in self.module_.named_parameters():
-            if p.requires_grad:
-                g = grads[name]
-                if not torch.isfinite(g).all():
-                    raise FloatingPointError(
-                        f"The meta-gradient of {name!r} is not finite; lower inner_lr "
-                        f"({self.inner_lr}) or lr ({self.lr}). The meta-parameters of the last "
-                        "finite meta-update were kept.")
-                p.grad = g if p.grad is None else p.grad + g
-        return {"loss": loss, "y_pred": None}
+        for name, _ in trainable:
+            if not torch.isfinite(grads[name]).all():
+                raise FloatingPointError(
+                    f"The meta-gradient of {name!r} is not finite; lower inner_lr "
+                    f"({self.inner_lr}) or lr ({self.lr}). The meta-parameters of the last "
+                    "finite meta-update were kept.")
+        raise FloatingPointError("The meta-gradient overflowed when summed; lower lr.")
 
     def _saved_attributes(self) -> list[str]:
         """Fitted attributes (other than tensors) that :func:`skmeta.save` stores."""

@@ -106,6 +106,13 @@ def _check_y(y: Any, n: int, where: str, classification: bool) -> np.ndarray:
             raise ValueError(f"{where}: y must be 1-D for classification; got shape {y.shape}.")
         if y.dtype.kind == "f" and not np.isfinite(y).all():
             raise ValueError(f"{where}: y contains NaN or infinity.")
+        if y.dtype == object:
+            try:
+                np.unique(y)
+            except TypeError as exc:
+                kinds = sorted({type(v).__name__ for v in y})
+                raise TypeError(f"{where}: y mixes label types ({', '.join(kinds)}) that cannot "
+                                "be ordered; use labels of one type (e.g. all str).") from exc
     else:
         if y.dtype.kind not in "biuf":
             raise TypeError(f"{where}: y must be numeric for regression; got dtype {y.dtype}.")
