@@ -742,9 +742,10 @@ class BaseMetaLearner(NeuralNet):
                                 F.TaskBatch(self._to_tensor(Xs), self._to_tensor(ys, True)))],
                               None, positions)
             fast = self._adapt_groups(batch, module, steps=steps, inner_lr=lr)[0]
-            for j, pos in enumerate(positions):
-                out[pos] = self._make_adapted(module, {k: v[j] for k, v in fast.items()},
-                                              classes[pos], y_ndims[pos])
+            with self._functional_lock:  # copying must not see another call's swapped tensors
+                for j, pos in enumerate(positions):
+                    out[pos] = self._make_adapted(module, {k: v[j] for k, v in fast.items()},
+                                                  classes[pos], y_ndims[pos])
         return out
 
     def _check_input_shape(self, X: np.ndarray, where: str) -> None:
