@@ -53,6 +53,19 @@ from .tasks import (
 __all__ = ["BaseMetaLearner", "TaskSplit", "MetaBatch", "AdaptedRegressor", "AdaptedClassifier"]
 
 
+def _warn_on_scale(X: np.ndarray) -> None:
+    """Warn when features are far from unit scale: gradient steps then misbehave."""
+    X = np.asarray(X, dtype=np.float64)
+    biggest = float(np.abs(X).max()) if X.size else 0.0
+    spread = float(X.std(axis=0).max()) if len(X) > 1 else 1.0
+    if biggest > 1e4 or 0 < spread < 1e-4:
+        warnings.warn(f"The features of the first task range up to {biggest:.3g} with a largest "
+                      f"standard deviation of {spread:.3g}; fixed inner step sizes work best on "
+                      "features of unit scale. Consider StandardScaler (long format in a "
+                      "Pipeline) or skmeta.TaskTransformer(StandardScaler()) for task lists.",
+                      UserWarning, stacklevel=3)
+
+
 @contextlib.contextmanager
 def _mode(module: nn.Module, *, training: bool):
     """Set ``module``'s training mode for a block, then restore it."""
@@ -350,6 +363,7 @@ class BaseMetaLearner(NeuralNet):
         else:
             self.input_shape_ = tuple(X0.shape[1:])
             self._set_target_info(y0)
+        _warn_on_scale(X0)
         return tasks
 
     def _as_tasks(self, X, y=None, groups=None) -> TaskSequence:
@@ -600,8 +614,8 @@ class BaseMetaLearner(NeuralNet):
             raise FloatingPointError(
                 f"The meta-loss became {loss.item()} at epoch {len(self.history)}; the inner "
                 f"learning rate (inner_lr={self.inner_lr}) or the meta learning rate "
-                f"(lr={self.lr}) is probably too large. The meta-parameters of the last "
-                "finite meta-update were kept.")
+                f"(lr={self.lr}) is probably too large, or the features are far from unit "
+                "scale. The meta-parameters of the last finite meta-update were kept.")
         for name, _ in trainable:
             if not torch.isfinite(grads[name]).all():
                 raise FloatingPointError(

@@ -147,3 +147,33 @@ def test_lazy_million_tasks_stream(sinusoid_tasks):
     # only the tasks of 5 meta-batches, and the first task thrice (form, shapes, output check)
     assert tasks.reads <= 5 * 10 + 3
     assert np.isfinite(est.history[-1, "batches", -1, "train_loss"])
+
+
+def test_numerical_edge_cases(pool):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 2)).astype(np.float32)
+    constant = [(X, np.full(20, 3.0, dtype=np.float32))] * 4
+    est = MAMLRegressor(k_shot=5, **FAST).fit(constant)
+    assert np.isfinite(est.score(constant))
+    duplicated = [(np.repeat(X[:5], 4, axis=0), np.repeat(X[:5, 0], 4))] * 4
+    assert np.isfinite(MAMLRegressor(k_shot=5, **FAST).fit(duplicated).score(duplicated))
+    from skmeta import MAMLClassifier
+
+    Xp, yp = pool
+    two_per_class = [(Xp[np.isin(yp, [a, a + 1])][[0, 1, 12, 13]],
+                      yp[np.isin(yp, [a, a + 1])][[0, 1, 12, 13]]) for a in range(0, 18, 2)]
+    clf = MAMLClassifier(n_way=2, k_shot=1, **FAST).fit(two_per_class)  # 1 example per class
+    adapted = clf.adapt(two_per_class[0][0][[0, 2]], two_per_class[0][1][[0, 2]])
+    assert adapted.predict_proba(Xp[:3]).shape == (3, 2)
+
+
+@pytest.mark.parametrize("scale", [1e6, 1e-7])
+def test_badly_scaled_features_get_a_warning(scale):
+    rng = np.random.default_rng(0)
+    tasks = [(rng.normal(size=(20, 2)) * scale + (5 if scale < 1 else 0), rng.normal(size=20))
+             for _ in range(4)]
+    with pytest.warns(UserWarning, match="StandardScaler"):
+        try:
+            MAMLRegressor(k_shot=5, **FAST).fit(tasks)
+        except FloatingPointError as exc:  # huge features may also diverge: said clearly
+            assert "scale" in str(exc)
