@@ -460,9 +460,10 @@ class BaseMetaLearner(NeuralNet):
         return _TaskIterator(self, dataset, training)
 
     def _dtype(self) -> torch.dtype:
-        for p in self.module_.parameters():
-            if p.is_floating_point():
-                return p.dtype
+        with self._functional_lock:  # another thread may have tensors swapped in
+            for p in self.module_.parameters():
+                if p.is_floating_point():
+                    return p.dtype
         return torch.get_default_dtype()
 
     def _to_tensor(self, a: np.ndarray | None, target: bool = False) -> torch.Tensor | None:
@@ -646,9 +647,10 @@ class BaseMetaLearner(NeuralNet):
     def _adapt_groups(self, batch: MetaBatch, module: nn.Module, *, steps: int,
                       inner_lr: float, kind: str = "adapt") -> list[F.Params]:
         """Adapted parameters of ``module`` for every group of ``batch`` (stacked per group)."""
-        params, buffers = dict(module.named_parameters()), dict(module.named_buffers())
 
         def run(engine):
+            # read the parameters under the lock: another thread may have swapped them
+            params, buffers = dict(module.named_parameters()), dict(module.named_buffers())
             return [F.adapt(module, params, buffers, b, loss_fn=self.get_task_loss,
                             inner_lr=inner_lr, steps=steps, engine=engine,
                             chunk_size=self.chunk_size)
@@ -667,11 +669,11 @@ class BaseMetaLearner(NeuralNet):
         fasts = self._adapt_groups(batch, module, steps=steps, inner_lr=inner_lr)
         losses: list = [None] * len(batch)
         preds: list = [None] * len(batch)
-        buffers = dict(module.named_buffers())
         engine = self.engine_.get("adapt", "vmap") if self.engine != "loop" else "loop"
         if not F.vmap_support(module, second_order=False)[0]:
             engine = "loop"
         with self._functional_lock, _mode(module, training=False):
+            buffers = dict(module.named_buffers())
             for (positions, b), fast in zip(batch.groups, fasts):
                 out = F.predict(module, fast, buffers, b.X_query, engine=engine,
                                 chunk_size=self.chunk_size)
