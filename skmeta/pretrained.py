@@ -101,10 +101,7 @@ class PretrainedClassifier(_ClassifierShell, _BasePretrained):
     adapt to a new ``n_way`` task its last linear layer is replaced by a fresh,
     zero-initialised ``n_way`` head and the whole network is fine-tuned on the
     support set with ``adapt_steps`` steps of size ``inner_lr``.
-""", """
-    Attributes
-    ----------
-    pretrain_classes_ : ndarray
+""", """    pretrain_classes_ : ndarray
         The pooled training classes, in the order of the pre-training outputs.
 
     See Also

@@ -179,7 +179,43 @@ class TaskSequence(Sequence):
         self._eager = isinstance(tasks, (list, tuple, np.ndarray, TaskSequence))
         self.input_shape: tuple[int, ...] | None = None
         if self._eager:
-            self._items = [self._check(i, t) for i, t in enumerate(tasks)]
+            if not self._check_stacked(tasks):
+                self._items = [self._check(i, t) for i, t in enumerate(tasks)]
+
+    def _check_stacked(self, tasks) -> bool:
+        """Validate equally shaped numeric (X, y) array pairs in one vectorised pass.
+
+        Returns False (and the caller checks task by task, with task-indexed
+        messages) unless every task is such a pair and all values are finite.
+        """
+        if isinstance(tasks, TaskSequence):
+            return False
+        first = tasks[0]
+        if not (isinstance(first, (tuple, list)) and len(first) == 2
+                and isinstance(first[0], np.ndarray) and isinstance(first[1], np.ndarray)):
+            return False
+        X0, y0 = first
+        if (X0.ndim < 2 or X0.dtype.kind != "f" or X0.dtype.itemsize < 4
+                or y0.dtype.kind not in "fiu" or y0.ndim not in (1, 2)
+                or len(X0) != len(y0) or len(X0) == 0
+                or (self.classification and y0.ndim != 1)
+                or (not self.classification and y0.dtype.kind != "f")):
+            return False
+        for t in tasks:
+            if not (isinstance(t, (tuple, list)) and len(t) == 2
+                    and isinstance(t[0], np.ndarray) and isinstance(t[1], np.ndarray)
+                    and t[0].shape == X0.shape and t[1].shape == y0.shape
+                    and t[0].dtype == X0.dtype and t[1].dtype == y0.dtype):
+                return False
+        X, y = np.stack([t[0] for t in tasks]), np.stack([t[1] for t in tasks])
+        if not (np.isfinite(X).all() and (y.dtype.kind != "f" or np.isfinite(y).all())):
+            return False
+        if not self.classification and y.dtype != np.float64:
+            y = y.astype(np.float32, copy=False)
+        self.input_shape = X0.shape[1:]
+        self._items = [_CheckedPair(X[i], y[i]) for i in range(len(X))]
+        self._stacked = (X, y)
+        return True
 
     def __len__(self) -> int:
         return len(self._raw)
