@@ -53,6 +53,33 @@ from .tasks import (
 __all__ = ["BaseMetaLearner", "TaskSplit", "MetaBatch", "AdaptedRegressor", "AdaptedClassifier"]
 
 
+def _copy_module(module: nn.Module, params: F.Params) -> nn.Module:
+    """A copy of ``module`` holding ``params`` (detached) and clones of its buffers.
+
+    Every submodule and every dict attribute (parameters, buffers, submodules,
+    hooks) is copied, so the copy is independent; other attributes are shared,
+    as they are configuration. Several times cheaper than ``copy.deepcopy``.
+    """
+    def copy_tree(m: nn.Module, prefix: str) -> nn.Module:
+        new = copy.copy(m)
+        for key, value in vars(m).items():
+            if isinstance(value, dict):
+                object.__setattr__(new, key, copy.copy(value))
+        for name in m._parameters:
+            if m._parameters[name] is not None:
+                new._parameters[name] = nn.Parameter(
+                    params[prefix + name].detach().clone(), requires_grad=False)
+        for name, b in m._buffers.items():
+            if b is not None:
+                new._buffers[name] = b.detach().clone()
+        for name, child in m._modules.items():
+            if child is not None:
+                new._modules[name] = copy_tree(child, f"{prefix}{name}.")
+        return new
+
+    return copy_tree(module, "")
+
+
 def _warn_on_scale(X: np.ndarray) -> None:
     """Warn when features are far from unit scale: gradient steps then misbehave."""
     X = np.asarray(X, dtype=np.float64)
@@ -770,13 +797,7 @@ class BaseMetaLearner(NeuralNet):
                              f"{type(self).__name__} was fitted on {self.input_shape_}.")
 
     def _make_adapted(self, module: nn.Module, fast: F.Params, classes, y_ndim: int):
-        # deepcopy with a memo puts the adapted tensors in place of the meta-parameters
-        # without copying the latter first
-        memo = {id(p): nn.Parameter(fast[name].detach().clone(), requires_grad=False)
-                for name, p in module.named_parameters()}
-        for b in module.buffers():
-            memo[id(b)] = b.detach().clone()
-        copied = copy.deepcopy(module, memo)
+        copied = _copy_module(module, fast)
         copied.eval()
         adapted = self._adapted_class()._from_meta(self, copied, classes, y_ndim)
         if not isinstance(self.module, nn.Module):  # rebuildable from its class (safe format)

@@ -176,7 +176,12 @@ def adapt(module: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[str,
                                   inner_lr=inner_lr, steps=steps, engine="vmap")
 
             with torch.no_grad():  # torch.func.grad ignores it; it stops outer graphs
-                out.append(vmap(one, randomness="different")(chunk.X_support, chunk.y_support))
+                if chunk.n_tasks == 1:  # a single task needs no vmap (cheaper)
+                    fast = one(chunk.X_support[0], chunk.y_support[0])
+                    out.append({k: v.unsqueeze(0) for k, v in fast.items()})
+                else:
+                    out.append(vmap(one, randomness="different")(chunk.X_support,
+                                                                 chunk.y_support))
         else:
             per_task = []
             for t in range(chunk.n_tasks):

@@ -409,3 +409,16 @@ def test_stacked_fast_path_draws_disjoint_support_and_query(sinusoid_tasks):
                           sinusoid_tasks[i][1].tolist()))
         assert [lookup[v] for v in b.X_support[t].ravel().tolist()] == pytest.approx(
             b.y_support[t].ravel().tolist())
+
+
+def test_adapted_module_is_independent_of_the_meta_module(sinusoid_tasks):
+    est = MAMLRegressor(k_shot=10, **FAST).fit(sinusoid_tasks)
+    adapted = est.adapt(*sinusoid_tasks[0])
+    before = _params(est)
+    with torch.no_grad():
+        for p in adapted.module_.parameters():
+            p.add_(1.0)
+    adapted.module_.register_forward_hook(lambda *args: None)
+    assert all(torch.equal(a, b) for a, b in zip(before.values(), _params(est).values()))
+    assert not est.module_._forward_hooks
+    assert est.module_.training != adapted.module_.training or not est.module_.training
