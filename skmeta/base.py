@@ -774,6 +774,11 @@ class BaseMetaLearner(NeuralNet):
             t = seq[i]
             Xs, ys = (t.X_support, t.y_support) if len(t) == 4 else (t[0], t[1])
             self._check_input_shape(Xs, f"task {i}")
+            if not self._classification:
+                n_targets = 1 if np.ndim(ys) == 1 else np.shape(ys)[1]
+                if n_targets != self.n_outputs_:
+                    raise ValueError(f"task {i}: y_support has {n_targets} target(s) but "
+                                     f"{type(self).__name__} was fitted on {self.n_outputs_}.")
             cls, ys_enc, _ = self._encode_targets(ys, None, rng=None, where=f"task {i}")
             split.append((Xs, ys_enc, None, None))
             classes.append(cls)

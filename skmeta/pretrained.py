@@ -138,6 +138,11 @@ class PretrainedClassifier(_ClassifierShell, _BasePretrained):
                     labels.append(np.asarray(t[1]))
                     if len(t) == 4 and t[3] is not None:
                         labels.append(np.asarray(t[3]))
+                kinds = {("str" if a.dtype.kind in "USO" else "number") for a in labels}
+                if len(kinds) > 1:
+                    raise TypeError("The tasks' labels mix types (str and numbers); "
+                                    "PretrainedClassifier pools them into one label space, so "
+                                    "use labels of one type.")
                 classes = np.unique(np.concatenate(labels))
             self.pretrain_classes_ = classes
         return tasks

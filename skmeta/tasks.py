@@ -245,6 +245,16 @@ class TaskSequence(Sequence):
             return self._items[i]
         return self._check(i, self._raw[i])
 
+    def _check_targets(self, y: np.ndarray, where: str) -> None:
+        if self.classification:
+            return
+        n_targets = 1 if y.ndim == 1 else y.shape[1]
+        if getattr(self, "n_targets", None) is None:
+            self.n_targets = n_targets
+        elif n_targets != self.n_targets:
+            raise ValueError(f"{where}: y has {n_targets} target(s) but the first task has "
+                             f"{self.n_targets}; all tasks need the same targets.")
+
     def _check_shape(self, X: np.ndarray, where: str) -> None:
         if self.input_shape is None:
             self.input_shape = X.shape[1:]
@@ -260,6 +270,7 @@ class TaskSequence(Sequence):
             Xs, ys = check_task_arrays(task.X_support, task.y_support, where=f"{where} (support)",
                                        classification=self.classification)
             self._check_shape(Xs, where)
+            self._check_targets(ys, where)
             if (task.X_query is None) != (task.y_query is None):
                 raise ValueError(f"{where}: give both X_query and y_query, or neither.")
             Xq = yq = None
@@ -267,6 +278,7 @@ class TaskSequence(Sequence):
                 Xq, yq = check_task_arrays(task.X_query, task.y_query, where=f"{where} (query)",
                                            classification=self.classification)
                 self._check_shape(Xq, where)
+                self._check_targets(yq, where)
                 if ys.ndim != yq.ndim:
                     raise ValueError(f"{where}: y_support and y_query differ in dimensions.")
             return _CheckedTask(Xs, ys, Xq, yq)
@@ -275,6 +287,7 @@ class TaskSequence(Sequence):
                             "skmeta.Task. " + ACCEPTED_FORMS)
         X, y = check_task_arrays(task[0], task[1], where=where, classification=self.classification)
         self._check_shape(X, where)
+        self._check_targets(y, where)
         return _CheckedPair(X, y)
 
 
@@ -318,7 +331,12 @@ def tasks_from_groups(X: Any, y: Any, groups: Any, *, classification: bool = Fal
     if groups.ndim != 1 or len(groups) != len(X):
         raise ValueError(f"groups must be 1-D with one task id per row of X ({len(X)}); got "
                          f"shape {groups.shape}.")
-    keys, inverse = np.unique(groups, return_inverse=True)
+    try:
+        keys, inverse = np.unique(groups, return_inverse=True)
+    except TypeError as exc:
+        kinds = sorted({type(g).__name__ for g in groups})
+        raise TypeError(f"groups mixes id types ({', '.join(kinds)}) that cannot be ordered; "
+                        "use task ids of one type.") from exc
     order = np.argsort(inverse, kind="stable")
     bounds = np.cumsum(np.bincount(inverse, minlength=len(keys)))[:-1]
     return [(X[idx], y[idx]) for idx in np.split(order, bounds)]
