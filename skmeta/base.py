@@ -197,6 +197,9 @@ class MetaBatch:
                       tuple(b.X_query.shape[1:])) for pos, b in self.groups)
 
 
+_SHUFFLE_LIMIT = 10_000_000  # above this many tasks, an epoch samples tasks with replacement
+
+
 class _TaskIterator:
     """Iterable over the meta-batches of one epoch (re-iterable every epoch)."""
 
@@ -210,7 +213,13 @@ class _TaskIterator:
         net = self.net
         if self.training:
             rng = net.rng_
-            order = rng.permutation(len(self.tasks))
+            n = len(self.tasks)
+            if n > _SHUFFLE_LIMIT:  # a huge lazy sequence: sample, never list every index
+                for _ in range(len(self)):
+                    idx = rng.integers(0, n, size=net.batch_size)
+                    yield net.get_meta_batch(self.tasks, idx, rng, training=True)
+                return
+            order = rng.permutation(n)
         else:  # the same validation splits every epoch
             rng = np.random.default_rng([net.seed_, 1])
             order = np.arange(len(self.tasks))

@@ -177,3 +177,16 @@ def test_badly_scaled_features_get_a_warning(scale):
             MAMLRegressor(k_shot=5, **FAST).fit(tasks)
         except FloatingPointError as exc:  # huge features may also diverge: said clearly
             assert "scale" in str(exc)
+
+
+def test_huge_lazy_sequence_is_sampled_not_enumerated():
+    tasks = MillionTasks(n=10**12)
+
+    class StopAfter(Callback):
+        def on_batch_end(self, net, **kwargs):
+            raise KeyboardInterrupt
+
+    est = MAMLRegressor(k_shot=10, batch_size=4, verbose=0, random_state=0,
+                        callbacks=[StopAfter()]).fit(tasks)  # returns at once
+    assert tasks.reads <= 4 + 3
+    assert len(est.history[-1, "batches"]) == 1

@@ -7,6 +7,7 @@ import io
 import logging
 import numbers
 import os
+import stat
 import uuid
 import zipfile
 from collections.abc import Sequence
@@ -212,8 +213,12 @@ def _write_cache(cache_path: str, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _is_writable(folder: str) -> bool:
-    """Whether the cache may be written to ``folder`` (tests patch this)."""
-    return os.access(folder, os.W_OK)
+    """Whether the cache may be written to ``folder`` (tests patch this).
+
+    A folder without write permission bits counts as read-only even for root,
+    for whom ``os.access`` always says yes: a shared data folder stays untouched.
+    """
+    return os.access(folder, os.W_OK) and bool(os.stat(folder).st_mode & stat.S_IWUSR)
 
 
 def _read_cache(cache_path: str) -> dict[str, np.ndarray]:
