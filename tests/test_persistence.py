@@ -148,3 +148,30 @@ def test_save_explains_what_cannot_be_stored(sinusoid_tasks, tmp_path):
         MAMLRegressor().save(tmp_path / "x")
     with pytest.raises(TypeError, match="skmeta.save"):
         skmeta.save(object(), tmp_path / "x")
+
+
+def test_model_saved_from_cuda_loads_on_cpu(sinusoid_tasks, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("simulates a machine without CUDA")
+    est = MAMLRegressor(k_shot=10, **FAST).fit(sinusoid_tasks)
+    adapted = est.adapt(*sinusoid_tasks[0])
+    for obj, name in ((est, "meta.skmeta"), (adapted, "adapted.skmeta")):
+        obj.save(tmp_path / name)
+    # rewrite the files as if they had been saved from a CUDA model
+    payload = torch.load(tmp_path / "meta.skmeta", weights_only=True)
+    header = json.loads(payload["header"])
+    header["params"]["device"] = "cuda:0"
+    payload["header"] = json.dumps(header)
+    torch.save(payload, tmp_path / "meta.skmeta")
+    _rewrite_header(tmp_path / "adapted.skmeta", **{"attrs.device_": "cuda"})
+    from skorch.exceptions import DeviceWarning
+
+    with pytest.warns(DeviceWarning, match="CPU"):
+        meta = skmeta.load(tmp_path / "meta.skmeta")
+    assert meta.device == "cpu"
+    X, y = sinusoid_tasks[0]
+    np.testing.assert_array_equal(meta.adapt(X, y).predict(X), adapted.predict(X))
+    with pytest.warns(DeviceWarning, match="CPU"):
+        loaded = skmeta.load(tmp_path / "adapted.skmeta")
+    assert loaded.device_ == "cpu"
+    np.testing.assert_array_equal(loaded.predict(X), adapted.predict(X))

@@ -71,6 +71,32 @@ def test_resuming_from_a_pickle_reproduces_an_uninterrupted_run(sinusoid_tasks):
         assert torch.equal(p, q)
 
 
+class CrashAfter(Callback):
+    """Interrupt training after two epochs (e.g. the job was killed)."""
+
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == 2:
+            raise KeyboardInterrupt
+
+
+def test_skorch_checkpoint_with_pickle_resumes_exactly(sinusoid_tasks, tmp_path):
+    from skorch.callbacks import Checkpoint
+
+    full = MAMLRegressor(k_shot=10, max_epochs=4, verbose=0, random_state=5).fit(sinusoid_tasks)
+    cp = Checkpoint(dirname=str(tmp_path), monitor=None, f_params=None, f_optimizer=None,
+                    f_criterion=None, f_history=None, f_pickle="net.pkl")
+    MAMLRegressor(k_shot=10, max_epochs=4, verbose=0, random_state=5,
+                  callbacks=[cp, CrashAfter()]).fit(sinusoid_tasks)
+    with open(tmp_path / "net.pkl", "rb") as f:
+        resumed = pickle.load(f)
+    assert len(resumed.history) == 2
+    resumed.set_params(callbacks=None, max_epochs=2)
+    resumed.initialize_callbacks()
+    resumed.partial_fit(sinusoid_tasks)
+    for p, q in zip(_params(full), _params(resumed)):
+        assert torch.equal(p, q)
+
+
 def test_threads_adapt_and_predict_like_sequential_calls(sinusoid_tasks):
     est = MAMLRegressor(k_shot=10, inner_steps=3, **FAST).fit(sinusoid_tasks)
     before = _params(est)
@@ -110,7 +136,7 @@ def test_many_adapt_calls_do_not_grow_memory(sinusoid_tasks):
         est.adapt(X, y).predict(X)
     gc.collect()
     start = _rss_mb()
-    for _ in range(3000):
+    for _ in range(10_000):
         adapted = est.adapt(X, y)
         adapted.predict(X)
     gc.collect()
