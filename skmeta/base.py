@@ -1118,6 +1118,20 @@ class AdaptedRegressor(RegressorMixin, _AdaptedModel):
         The network with the task's adapted weights (evaluation mode).
     device_ : str
     n_features_in_ : int
+
+    Examples
+    --------
+    >>> import pickle
+    >>> from skmeta import MAMLRegressor
+    >>> from skmeta.datasets import make_sinusoid_tasks
+    >>> tasks = make_sinusoid_tasks(n_tasks=20, random_state=0)
+    >>> maml = MAMLRegressor(k_shot=10, max_epochs=1, verbose=0, random_state=0).fit(tasks)
+    >>> X, y = tasks[0]
+    >>> adapted = maml.adapt(X[:10], y[:10], steps=5)
+    >>> type(adapted).__name__, adapted.predict(X[10:]).shape
+    ('AdaptedRegressor', (10,))
+    >>> (pickle.loads(pickle.dumps(adapted)).predict(X) == adapted.predict(X)).all()
+    np.True_
     """
 
     def predict(self, X):
@@ -1142,6 +1156,19 @@ class AdaptedClassifier(ClassifierMixin, _AdaptedModel):
     module_ : torch.nn.Module
     device_ : str
     n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta import MAMLClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat(np.arange(10), 6)
+    >>> X = rng.normal(size=(60, 3)) + y[:, None]
+    >>> clf = MAMLClassifier(n_way=2, k_shot=2, n_query=2, n_episodes=10, max_epochs=1,
+    ...                      verbose=0, random_state=0).fit(X, y)
+    >>> adapted = clf.adapt(X[:12], np.repeat(["cat", "dog"], 6))
+    >>> adapted.classes_.tolist(), adapted.predict_proba(X[:1]).shape
+    (['cat', 'dog'], (1, 2))
     """
 
     def predict_proba(self, X):

@@ -75,6 +75,14 @@ class TaskBatch(NamedTuple):
     y_support : Tensor of shape (n_tasks, n_support, ...)
     X_query : Tensor of shape (n_tasks, n_query, \\*input_shape) or None
     y_query : Tensor of shape (n_tasks, n_query, ...) or None
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmeta.functional import TaskBatch
+    >>> batch = TaskBatch(torch.zeros(8, 5, 2), torch.zeros(8, 5, 1))
+    >>> batch.n_tasks, [c.n_tasks for c in batch.chunks(3)]
+    (8, [3, 3, 2])
     """
 
     X_support: Tensor
@@ -101,7 +109,18 @@ class TaskBatch(NamedTuple):
 
 def forward(module: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor],
             X: Tensor) -> Tensor:
-    """Run ``module`` on ``X`` with the given parameters and buffers, functionally."""
+    """Run ``module`` on ``X`` with the given parameters and buffers, functionally.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from skmeta.functional import forward
+    >>> net = nn.Linear(2, 1)
+    >>> zeros = {k: torch.zeros_like(v) for k, v in net.named_parameters()}
+    >>> forward(net, zeros, {}, torch.ones(3, 2)).ravel().tolist()
+    [0.0, 0.0, 0.0]
+    """
     return functional_call(module, (dict(params), dict(buffers)), (X,))
 
 
@@ -127,6 +146,20 @@ def inner_loop(module: nn.Module, params: Params, buffers: Params, X: Tensor, y:
     ``engine="vmap"`` computes inner gradients with :func:`torch.func.grad`, which
     composes with :func:`torch.func.vmap`; ``engine="loop"`` uses
     :func:`torch.autograd.grad` and cannot be vmapped.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from skmeta import functional as F
+    >>> net = nn.Linear(2, 1)
+    >>> params, buffers = dict(net.named_parameters()), {}
+    >>> g = torch.Generator().manual_seed(0)
+    >>> batch = F.TaskBatch(*(torch.randn(3, 4, d, generator=g) for d in (2, 1, 2, 1)))
+    >>> fast = F.inner_loop(net, params, buffers, batch.X_support[0], batch.y_support[0],
+    ...                     loss_fn=nn.functional.mse_loss, inner_lr=0.1, steps=2)
+    >>> fast["weight"].requires_grad  # differentiable w.r.t. params (second order)
+    True
     """
     if engine == "vmap":
         grad_fn = grad(_task_loss)
@@ -166,6 +199,20 @@ def adapt(module: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[str,
     Returns detached adapted parameters stacked along a leading task axis
     (``fast[name][t]`` belongs to task ``t``). No graph is kept, so the result is
     a set of plain leaf tensors that can be copied, pickled and used from threads.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from skmeta import functional as F
+    >>> net = nn.Linear(2, 1)
+    >>> params, buffers = dict(net.named_parameters()), {}
+    >>> g = torch.Generator().manual_seed(0)
+    >>> batch = F.TaskBatch(*(torch.randn(3, 4, d, generator=g) for d in (2, 1, 2, 1)))
+    >>> fast = F.adapt(net, params, buffers, batch, loss_fn=nn.functional.mse_loss,
+    ...                inner_lr=0.1, steps=1)
+    >>> fast["weight"].shape, fast["weight"].requires_grad
+    (torch.Size([3, 1, 2]), False)
     """
     phi = _detached(params)
     out: list[Params] = []
@@ -199,7 +246,22 @@ def _cloned(buffers: Mapping[str, Tensor]) -> Params:
 
 def predict(module: nn.Module, fast: Mapping[str, Tensor], buffers: Mapping[str, Tensor],
             X: Tensor, *, engine: Engine = "vmap", chunk_size: int | None = None) -> Tensor:
-    """Outputs of the adapted models: ``fast`` and ``X`` carry a leading task axis."""
+    """Outputs of the adapted models: ``fast`` and ``X`` carry a leading task axis.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from skmeta import functional as F
+    >>> net = nn.Linear(2, 1)
+    >>> params, buffers = dict(net.named_parameters()), {}
+    >>> g = torch.Generator().manual_seed(0)
+    >>> batch = F.TaskBatch(*(torch.randn(3, 4, d, generator=g) for d in (2, 1, 2, 1)))
+    >>> fast = F.adapt(net, params, buffers, batch, loss_fn=nn.functional.mse_loss,
+    ...                inner_lr=0.1, steps=1)
+    >>> F.predict(net, fast, buffers, batch.X_query).shape
+    torch.Size([3, 4, 1])
+    """
     n = X.shape[0]
     step = n if not chunk_size else chunk_size
     outs = []
@@ -271,6 +333,21 @@ def maml_meta_gradient(module: nn.Module, params: Mapping[str, Tensor],
         The detached mean post-adaptation query loss.
     grads : dict of str to Tensor
         The meta-gradient, one tensor per parameter.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from skmeta import functional as F
+    >>> net = nn.Linear(2, 1)
+    >>> params, buffers = dict(net.named_parameters()), {}
+    >>> g = torch.Generator().manual_seed(0)
+    >>> batch = F.TaskBatch(*(torch.randn(3, 4, d, generator=g) for d in (2, 1, 2, 1)))
+    >>> kw = dict(loss_fn=nn.functional.mse_loss, inner_lr=0.1, steps=2)
+    >>> loss, grads = F.maml_meta_gradient(net, params, buffers, [batch], **kw)
+    >>> _, grads_loop = F.maml_meta_gradient(net, params, buffers, [batch], engine="loop", **kw)
+    >>> torch.allclose(grads["weight"], grads_loop["weight"], atol=1e-6)
+    True
     """
     names = [k for k, p in params.items() if p.requires_grad]
     n_total = sum(b.n_tasks for b in batches)
@@ -324,6 +401,20 @@ def reptile_meta_gradient(module: nn.Module, params: Mapping[str, Tensor],
         set); it is for monitoring only and has no gradient.
     pseudo_grads : dict of str to Tensor
         ``phi - mean_t W_t`` for every parameter.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from skmeta import functional as F
+    >>> net = nn.Linear(2, 1)
+    >>> params, buffers = dict(net.named_parameters()), {}
+    >>> g = torch.Generator().manual_seed(0)
+    >>> batch = F.TaskBatch(*(torch.randn(3, 4, d, generator=g) for d in (2, 1, 2, 1)))
+    >>> _, pseudo = F.reptile_meta_gradient(net, params, buffers, [batch],
+    ...                                     loss_fn=nn.functional.mse_loss, inner_lr=0.1, steps=5)
+    >>> sorted(pseudo)
+    ['bias', 'weight']
     """
     phi = _detached(params)
     n_total = sum(b.n_tasks for b in batches)
@@ -367,6 +458,16 @@ def vmap_support(module: nn.Module, *, second_order: bool) -> tuple[bool, str]:
     ok : bool
     reason : str
         Empty when ``ok``.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from skmeta.functional import vmap_support
+    >>> from skmeta.modules import BatchNorm
+    >>> vmap_support(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)), second_order=True)[0]
+    False
+    >>> vmap_support(nn.Sequential(nn.Linear(2, 2), BatchNorm(2)), second_order=True)
+    (True, '')
     """
     for name, sub in module.named_modules():
         if isinstance(sub, nn.modules.batchnorm._BatchNorm) and sub.track_running_stats:

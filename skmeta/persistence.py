@@ -219,7 +219,20 @@ def load(path: str | os.PathLike, *, trusted_modules: Iterable[str] = ()) -> Any
 
     Examples
     --------
-    See :func:`save`.
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import skmeta
+    >>> from skmeta import MAMLClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat(np.arange(10), 6)
+    >>> X = rng.normal(size=(60, 3)) + y[:, None]
+    >>> clf = MAMLClassifier(n_way=2, k_shot=2, n_query=2, n_episodes=10, max_epochs=1,
+    ...                      verbose=0, random_state=0).fit(X, y)
+    >>> path = os.path.join(tempfile.mkdtemp(), "clf.skmeta")
+    >>> clf.save(path)
+    >>> loaded = skmeta.load(path)
+    >>> type(loaded).__name__, loaded.n_way
+    ('MAMLClassifier', 2)
     """
     from . import __version__
     from . import base as _base
