@@ -29,7 +29,7 @@ the meta-learners' batch norm does.
 
 Usage (from the repository root)::
 
-    SKMETA_DATA=../shared/data python benchmarks/omniglot.py --config cpu --minutes 20 \\
+    SKMETA_DATA=../shared/data python benchmarks/omniglot.py --config cpu --minutes 25 \\
         --jobs 2 --out benchmarks/results/omniglot_cpu
 
     SKMETA_DATA=../shared/data python benchmarks/omniglot.py --config gpu --minutes 10 \\
