@@ -49,7 +49,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-[(X, y)], [(amp, phase)] = make_sinusoid_tasks(1, 10, random_state=7, return_params=True)
+[(X, y)], [(amp, phase)] = make_sinusoid_tasks(1, 10, random_state=37, return_params=True)
 grid = np.linspace(-5, 5, 200, dtype=np.float32)[:, None]
 fig, ax = plt.subplots(figsize=(6, 4))
 ax.plot(grid, amp * np.sin(grid - phase), "k", label="true function")

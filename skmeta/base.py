@@ -888,7 +888,10 @@ class BaseMetaLearner(NeuralNet):
         """
         raise TypeError(f"{type(self).__name__}.predict needs a task: call "
                         "adapt(X_support, y_support) and predict with the adapted model it "
-                        "returns (adapt(..., steps=0) predicts with the meta-parameters).")
+                        "returns (adapt(..., steps=0) predicts with the meta-parameters). "
+                        "For GridSearchCV/cross_val_score scoring, use the default (score) or "
+                        "skmeta.metrics.get_task_scorer(...) instead of a scikit-learn "
+                        "scoring string.")
 
     def predict_proba(self, X):
         """Not available on the meta-learner: adapt first (see :meth:`predict`)."""

@@ -68,6 +68,8 @@ class _Pair(NamedTuple):
 
 
 def _check_X(X: Any, where: str) -> np.ndarray:
+    if hasattr(X, "toarray") and hasattr(X, "nnz"):
+        raise TypeError(f"{where}: sparse X is not supported; pass X.toarray().")
     try:
         X = np.asarray(X)
     except (ValueError, TypeError) as exc:  # ragged nested lists
@@ -92,6 +94,8 @@ def _check_X(X: Any, where: str) -> np.ndarray:
         raise ValueError(f"{where}: X must have shape (n_samples, n_features) or "
                          f"(n_samples, *input_shape); got shape {X.shape}. Use "
                          "X.reshape(-1, 1) for a single feature.")
+    if X.shape[1:] and min(X.shape[1:]) == 0:
+        raise ValueError(f"{where}: X has 0 features (shape {X.shape}).")
     if not np.isfinite(X).all():
         raise ValueError(f"{where}: X contains NaN or infinity.")
     return X
@@ -195,7 +199,7 @@ class TaskSequence(Sequence):
                 and isinstance(first[0], np.ndarray) and isinstance(first[1], np.ndarray)):
             return False
         X0, y0 = first
-        if (X0.ndim < 2 or X0.dtype.kind != "f" or X0.dtype.itemsize < 4
+        if (X0.ndim < 2 or min(X0.shape[1:]) == 0 or X0.dtype.kind != "f" or X0.dtype.itemsize < 4
                 or y0.dtype.kind not in "fiu" or y0.ndim not in (1, 2)
                 or len(X0) != len(y0) or len(X0) == 0
                 or (self.classification and y0.ndim != 1)

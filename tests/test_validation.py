@@ -170,3 +170,13 @@ def test_sample_weight_is_refused_clearly(sinusoid_tasks):
     est = MAMLRegressor(k_shot=10, **FAST).fit(sinusoid_tasks)
     with pytest.raises(ValueError, match="sample_weight"):
         est.score(sinusoid_tasks, sample_weight=np.ones(3))
+
+
+def test_zero_features_and_sparse_input():
+    with pytest.raises(ValueError, match="0 features"):
+        MAMLRegressor(k_shot=2, **FAST).fit([(np.zeros((5, 0)), np.zeros(5))] * 3)
+    from scipy import sparse
+
+    with pytest.raises(TypeError, match="sparse"):
+        MAMLRegressor(k_shot=2, **FAST).fit([(sparse.csr_matrix(np.ones((5, 2))),
+                                              np.zeros(5))] * 3)
