@@ -45,6 +45,7 @@ from .tasks import (
     _seed_from,
     as_tasks,
     check_task_arrays,
+    check_task_size,
     encode_labels,
     group_by_shape,
     split_task,
@@ -541,11 +542,8 @@ class BaseMetaLearner(NeuralNet):
         X_all, y_all = stacked
         n = X_all.shape[1]
         k = self.k_shot
-        needed = k + (1 if self.n_query is None else self.n_query) if need_query else k
-        if n < needed:
-            raise ValueError(f"task {int(idx[0])} has {n} samples but k_shot={k} support + "
-                             f"{'at least 1' if self.n_query is None else self.n_query} query "
-                             f"samples need {needed}. Lower k_shot/n_query or drop small tasks.")
+        check_task_size(n, k_shot=k, n_query=self.n_query, need_query=need_query,
+                        where=f"task {int(idx[0])}")
         perms = np.argsort(rng.random((len(idx), n)), axis=1)  # one permutation per task
         X = X_all[idx[:, None], perms]
         y = y_all[idx[:, None], perms]
@@ -663,8 +661,7 @@ class BaseMetaLearner(NeuralNet):
 
     def _saved_attributes(self) -> list[str]:
         """Fitted attributes (other than tensors) that :func:`skmeta.save` stores."""
-        return ["input_shape_", "n_outputs_", "seed_", "engine_", "engine_timings_",
-                "pretrain_classes_"]
+        return ["input_shape_", "n_outputs_", "seed_", "engine_", "engine_timings_"]
 
     def save(self, path) -> None:
         """Save in skmeta's safe format (tensors + JSON); see :func:`skmeta.save`."""
@@ -776,12 +773,11 @@ class BaseMetaLearner(NeuralNet):
         adapted : list of AdaptedRegressor or AdaptedClassifier
         """
         steps, lr = self._check_adapt_args(steps, lr)
-        seq = TaskSequence([t if not isinstance(t, tuple) or len(t) != 2 else
-                            (t[0], t[1]) for t in tasks], classification=self._classification)
+        seq = TaskSequence(list(tasks), classification=self._classification)
         split, classes, y_ndims = [], [], []
         for i in range(len(seq)):
             t = seq[i]
-            Xs, ys = (t.X_support, t.y_support) if len(t) == 4 else (t[0], t[1])
+            Xs, ys = t[0], t[1]  # a Task's support set, or an (X, y) pair
             self._check_input_shape(Xs, f"task {i}")
             if not self._classification:
                 n_targets = 1 if np.ndim(ys) == 1 else np.shape(ys)[1]
@@ -817,13 +813,14 @@ class BaseMetaLearner(NeuralNet):
         if not isinstance(self.module, nn.Module):  # rebuildable from its class (safe format)
             kwargs = self.get_module_kwargs()
             if "n_outputs" in kwargs:
-                kwargs["n_outputs"] = self._adapted_n_outputs(module)
+                kwargs["n_outputs"] = self._adapted_n_outputs()
             adapted.module_class_ = self.module
             adapted.module_kwargs_ = kwargs
         return adapted
 
-    def _adapted_n_outputs(self, module: nn.Module) -> int:
-        return int(self._n_outputs()) if module is self.module_ else int(self.n_way)
+    def _adapted_n_outputs(self) -> int:
+        """Output size of the adaptation module (to rebuild adapted models from their class)."""
+        return int(self._n_outputs())
 
     def _iter_score_batches(self, tasks: TaskSequence, batch_size: int = 256):
         rng = np.random.default_rng([_seed_from(self.random_state) if self.random_state

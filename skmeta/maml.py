@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from numbers import Integral
-
 import torch
-from sklearn.utils._param_validation import Interval
 
 from . import functional as F
 from .base import (
@@ -189,6 +186,3 @@ class MAMLClassifier(_ClassifierShell, _BaseMAML):
         optimizer="torch.optim.Adam", lr="1e-3", inner_steps="1")
     _parameter_constraints = {**_BaseMAML._parameter_constraints, **CLASSIFIER_CONSTRAINTS}
 
-
-__all__ += []
-_ = Integral, Interval  # re-exported names used by subclasses in other files

@@ -147,6 +147,12 @@ class PretrainedClassifier(_ClassifierShell, _BasePretrained):
             self.pretrain_classes_ = classes
         return tasks
 
+    def _saved_attributes(self) -> list[str]:
+        return super()._saved_attributes() + ["pretrain_classes_"]
+
+    def _adapted_n_outputs(self) -> int:
+        return int(self.n_way)  # adaptation uses a fresh n_way head
+
     def _n_outputs(self) -> int | None:
         return len(self.pretrain_classes_) if hasattr(self, "pretrain_classes_") else None
 

@@ -383,6 +383,16 @@ def _n_needed(k_shot: int, n_query: int | None) -> int:
     return k_shot + (1 if n_query is None else n_query)
 
 
+def check_task_size(n: int, *, k_shot: int, n_query: int | None, need_query: bool = True,
+                    where: str = "task") -> None:
+    """Refuse a regression task of ``n`` samples that is too small for its split."""
+    needed = _n_needed(k_shot, n_query) if need_query else k_shot
+    if n < needed:
+        raise ValueError(f"{where} has {n} samples but k_shot={k_shot} support + "
+                         f"{'at least 1' if n_query is None else n_query} query samples "
+                         f"need {needed}. Lower k_shot/n_query or drop small tasks.")
+
+
 def split_task(task, *, k_shot: int, n_query: int | None, rng: np.random.Generator,
                classification: bool, where: str = "task", need_query: bool = True):
     """Draw a support set and a query set from one validated task.
@@ -403,11 +413,7 @@ def split_task(task, *, k_shot: int, n_query: int | None, rng: np.random.Generat
     X, y = task
     if not classification:
         n = len(X)
-        needed = _n_needed(k_shot, n_query) if need_query else k_shot
-        if n < needed:
-            raise ValueError(f"{where} has {n} samples but k_shot={k_shot} support + "
-                             f"{'at least 1' if n_query is None else n_query} query samples "
-                             f"need {needed}. Lower k_shot/n_query or drop small tasks.")
+        check_task_size(n, k_shot=k_shot, n_query=n_query, need_query=need_query, where=where)
         perm = rng.permutation(n)
         q_end = n if n_query is None else k_shot + n_query
         s, q = perm[:k_shot], perm[k_shot:q_end]
