@@ -702,9 +702,7 @@ class BaseMetaLearner(NeuralNet):
         fasts = self._adapt_groups(batch, module, steps=steps, inner_lr=inner_lr)
         losses: list = [None] * len(batch)
         preds: list = [None] * len(batch)
-        engine = self.engine_.get("adapt", "vmap") if self.engine != "loop" else "loop"
-        if not F.vmap_support(module, second_order=False)[0]:
-            engine = "loop"
+        engine = self._engine_for("adapt")  # as chosen for the adaptation just run
         with self._functional_lock, _mode(module, training=False):
             buffers = dict(module.named_buffers())
             for (positions, b), fast in zip(batch.groups, fasts):
