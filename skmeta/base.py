@@ -37,6 +37,7 @@ from skorch import NeuralNet
 from skorch.exceptions import DeviceWarning
 from torch import nn
 
+from . import distributed as D
 from . import functional as F
 from .modules import MLP
 from .tasks import (
@@ -192,6 +193,22 @@ class MetaBatch:
     def __len__(self) -> int:
         return len(self.indices)
 
+    def shard(self, start: int, stop: int) -> MetaBatch:
+        """The tasks at positions ``start`` to ``stop - 1``, as a meta-batch of their own."""
+        groups = []
+        for positions, b in self.groups:
+            keep = [j for j, p in enumerate(positions) if start <= p < stop]
+            if not keep:
+                continue
+            if keep == list(range(keep[0], keep[-1] + 1)):  # contiguous: views, no copy
+                sub = F.TaskBatch(*(None if t is None else t[keep[0]:keep[-1] + 1] for t in b))
+            else:
+                idx = torch.as_tensor(keep, device=b.X_support.device)
+                sub = F.TaskBatch(*(None if t is None else t.index_select(0, idx) for t in b))
+            groups.append(([positions[j] - start for j in keep], sub))
+        classes = None if self.classes is None else self.classes[start:stop]
+        return MetaBatch(groups, classes, self.indices[start:stop])
+
     @property
     def shape_key(self) -> tuple:
         return tuple((len(pos), tuple(b.X_support.shape[1:]), None if b.X_query is None else
@@ -246,6 +263,7 @@ _SHARED_CONSTRAINTS: dict[str, list] = {
     "device": [str, torch.device, None],
     "train_split": [callable, None],
     "callbacks": [list, StrOptions({"disable"}), None],
+    "distributed": ["boolean"],
 }
 
 
@@ -277,8 +295,8 @@ class BaseMetaLearner(NeuralNet):
     def __init__(self, module=MLP, *, criterion, optimizer, lr, inner_steps, max_epochs=10,
                  batch_size=25, inner_lr=0.01, adapt_steps=None, k_shot=5, n_query=None,
                  engine="auto", chunk_size=None, random_state=None, train_split=None,
-                 callbacks=None, warm_start=False, verbose=1, device="cpu", compile=False,
-                 torch_load_kwargs=None, **kwargs):
+                 callbacks=None, warm_start=False, verbose=1, device="cpu", distributed=False,
+                 compile=False, torch_load_kwargs=None, **kwargs):
         # NeuralNet.__init__ would add skorch parameters that do not apply to tasks
         # (iterator_*, dataset, predict_nonlinearity, use_caching); we store ours and
         # reproduce the rest of its bookkeeping. vars().update bypasses skorch's
@@ -289,7 +307,7 @@ class BaseMetaLearner(NeuralNet):
             inner_steps=inner_steps, adapt_steps=adapt_steps, k_shot=k_shot, n_query=n_query,
             engine=engine, chunk_size=chunk_size, random_state=random_state,
             train_split=train_split, callbacks=callbacks, warm_start=warm_start,
-            verbose=verbose, device=device, compile=compile,
+            verbose=verbose, device=device, distributed=distributed, compile=compile,
             torch_load_kwargs=torch_load_kwargs)
         self._check_deprecated_params(**kwargs)
         for fitted in ("history", "initialized_", "virtual_params_"):
@@ -356,7 +374,8 @@ class BaseMetaLearner(NeuralNet):
         if not self.warm_start or not self.initialized_:
             self.initialize()
             self._check_module_output(tasks)
-        return NeuralNet.partial_fit(self, tasks, None, _routing_method="fit", **fit_params)
+        NeuralNet.partial_fit(self, tasks, None, _routing_method="fit", **fit_params)
+        return self._sync_ranks()
 
     def partial_fit(self, X, y=None, classes=None, groups=None, **fit_params):
         """Continue meta-training for ``max_epochs`` more epochs, without re-initialising.
@@ -370,7 +389,8 @@ class BaseMetaLearner(NeuralNet):
         if not self.initialized_:
             self.initialize()
             self._check_module_output(tasks)
-        return NeuralNet.partial_fit(self, tasks, None, **fit_params)
+        NeuralNet.partial_fit(self, tasks, None, **fit_params)
+        return self._sync_ranks()
 
     def _check_module_output(self, tasks) -> None:
         """Fail early, and clearly, when the network's output does not fit the tasks."""
@@ -389,6 +409,7 @@ class BaseMetaLearner(NeuralNet):
     def _prepare_fit(self, X, y, groups) -> TaskSequence:
         self._check_params()
         self._check_device_available()
+        self._ensure_distributed()
         tasks = self._as_tasks(X, y, groups)
         first = tasks[0]
         X0 = first[0]
@@ -426,6 +447,40 @@ class BaseMetaLearner(NeuralNet):
                 raise ValueError(f"device={self.device!r} was requested but only "
                                  f"{torch.cuda.device_count()} CUDA device(s) exist.")
 
+    # ------------------------------------------------------------- distributed
+
+    @property
+    def _device(self):
+        """The device tensors are made on (``device``; Accelerate overrides it)."""
+        return self.device
+
+    def _ensure_distributed(self) -> None:
+        if self.distributed:
+            D.ensure_process_group(type(self).__name__, self._device)
+
+    def _world(self) -> tuple[int, int]:
+        """``(rank, world_size)`` of this meta-training run; ``(0, 1)`` on one process."""
+        return D.rank_and_world() if self.distributed else (0, 1)
+
+    def _sync_ranks(self):
+        """Give every rank rank 0's parameters (callbacks such as ``Checkpoint(load_best=True)``
+        run on rank 0 only)."""
+        if self._world()[1] > 1:
+            with self._functional_lock:
+                D.broadcast_module(self.module_)
+        return self
+
+    def notify(self, method_name, **cb_kwargs):
+        """Call the net's and the callbacks' ``method_name``; on ranks other than 0,
+        skip the callbacks that write (see :func:`skmeta.distributed.runs_on_rank`)."""
+        rank = self._world()[0]
+        if rank == 0:
+            return super().notify(method_name, **cb_kwargs)
+        getattr(self, method_name)(self, **cb_kwargs)
+        for _, cb in self.callbacks_:
+            if D.runs_on_rank(cb, rank):
+                getattr(cb, method_name)(self, **cb_kwargs)
+
     # ---------------------------------------------------------- initialisation
 
     def initialize(self):
@@ -433,10 +488,16 @@ class BaseMetaLearner(NeuralNet):
         seed = _seed_from(self.random_state)
         ss = np.random.SeedSequence(seed)
         self.seed_ = int(ss.generate_state(1)[0])
+        distributed = self._world()[1] > 1
+        if distributed:  # every rank draws what rank 0 draws
+            self.seed_ = D.broadcast_seed(self.seed_)
         self.rng_ = np.random.default_rng([self.seed_, 0])
         self.engine_ = {}
         self.engine_timings_ = {}
-        return super().initialize()
+        super().initialize()
+        if distributed:  # e.g. a module instance loaded on rank 0 only
+            D.broadcast_module(self.module_)
+        return self
 
     def get_module_kwargs(self) -> dict:
         """``module__*`` parameters, with sizes filled in from the data.
@@ -465,7 +526,7 @@ class BaseMetaLearner(NeuralNet):
     def initialize_module(self):
         """Build the module; its initial weights are seeded by ``random_state``."""
         kwargs = self.get_module_kwargs()
-        devices = [torch.device(self.device)] if str(self.device).startswith("cuda") else []
+        devices = [torch.device(self._device)] if str(self._device).startswith("cuda") else []
         with torch.random.fork_rng(devices=devices):  # leaves the global RNG untouched
             torch.manual_seed(int(np.random.SeedSequence([self.seed_, 2]).generate_state(1)[0]))
             module = self.initialized_instance(self.module, kwargs)
@@ -507,8 +568,8 @@ class BaseMetaLearner(NeuralNet):
         if a is None:
             return None
         if target and self._classification:
-            return torch.as_tensor(a, dtype=torch.long, device=self.device)
-        return torch.as_tensor(a, dtype=self._dtype(), device=self.device)
+            return torch.as_tensor(a, dtype=torch.long, device=self._device)
+        return torch.as_tensor(a, dtype=self._dtype(), device=self._device)
 
     def get_meta_batch(self, tasks: Sequence, indices, rng: np.random.Generator, *,
                        training: bool, need_query: bool = True) -> MetaBatch:
@@ -584,7 +645,7 @@ class BaseMetaLearner(NeuralNet):
             return self.engine_[kind]
         if batch is None or len(batch) < 2:
             return "vmap"
-        on_cpu = torch.device(self.device or "cpu").type == "cpu"
+        on_cpu = torch.device(self._device or "cpu").type == "cpu"
         if on_cpu and any(isinstance(m, nn.modules.conv._ConvNd) for m in self.module_.modules()):
             # measured on CPU: vmapped convolutions run grouped, 3-6x slower than the loop
             self.engine_[kind] = "loop"
@@ -605,11 +666,11 @@ class BaseMetaLearner(NeuralNet):
 
     def _timed(self, kind: str, batch: MetaBatch | None, fn):
         engine = self._engine_for(kind, batch)
-        if self.device is not None and str(self.device).startswith("cuda"):
+        if str(self._device).startswith("cuda"):
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         out = fn(engine)
-        if self.device is not None and str(self.device).startswith("cuda"):
+        if str(self._device).startswith("cuda"):
             torch.cuda.synchronize()
         if batch is not None and len(batch) >= 2:
             self._record_engine_time(kind, engine, time.perf_counter() - t0)
@@ -630,12 +691,20 @@ class BaseMetaLearner(NeuralNet):
         raise NotImplementedError
 
     def train_step_single(self, batch: MetaBatch, **fit_params):
-        """Compute the meta-gradient of one meta-batch and store it in ``.grad``."""
+        """Compute the meta-gradient of one meta-batch and store it in ``.grad``.
+
+        On several ranks, this rank computes its share of the tasks and the
+        mean over the whole meta-batch is all-reduced (:mod:`skmeta.distributed`).
+        """
         self._set_training(True)
-        with self._functional_lock:
-            loss, grads = self._timed("train", batch,
-                                      lambda engine: self.get_meta_gradient(batch, engine))
         trainable = [(name, p) for name, p in self.module_.named_parameters() if p.requires_grad]
+        rank, world = self._world()
+        if world == 1:
+            with self._functional_lock:
+                loss, grads = self._timed("train", batch,
+                                          lambda engine: self.get_meta_gradient(batch, engine))
+        else:
+            loss, grads = self._all_reduced_meta_gradient(batch, trainable, rank, world)
         # one reduction checks everything: NaN/inf in any gradient propagates to the sum
         total = loss + torch.stack([grads[name].sum() for name, _ in trainable]).sum()
         if not torch.isfinite(total):
@@ -643,6 +712,25 @@ class BaseMetaLearner(NeuralNet):
         for name, p in trainable:
             p.grad = grads[name] if p.grad is None else p.grad + grads[name]
         return {"loss": loss, "y_pred": None}
+
+    def _all_reduced_meta_gradient(self, batch: MetaBatch, trainable, rank: int, world: int):
+        start, stop = D.shard_bounds(len(batch), rank, world)
+        error = None
+        try:
+            local = batch.shard(start, stop)
+            if len(local):
+                with self._functional_lock:
+                    loss, grads = self._timed(
+                        "train", local, lambda engine: self.get_meta_gradient(local, engine))
+                values = [loss] + [grads[name] for name, _ in trainable]
+        except Exception as exc:  # the other ranks must learn of it: see all_reduce_mean
+            error = exc
+        if error is not None or not len(local):
+            values = [torch.zeros((), dtype=self._dtype(), device=trainable[0][1].device)]
+            values += [torch.zeros_like(p) for _, p in trainable]
+        reduced = D.all_reduce_mean(values, weight=stop - start, total=len(batch), error=error,
+                                    what=f"the meta-step of epoch {len(self.history)}")
+        return reduced[0], {name: g for (name, _), g in zip(trainable, reduced[1:])}
 
     def _raise_non_finite(self, loss, grads, trainable):
         if not torch.isfinite(loss):
@@ -715,9 +803,28 @@ class BaseMetaLearner(NeuralNet):
         return losses, preds
 
     def validation_step(self, batch: MetaBatch, **fit_params):
-        """Mean post-adaptation query loss of a meta-batch of validation tasks."""
-        losses, _ = self._evaluate(batch)
-        return {"loss": torch.stack(losses).mean(), "y_pred": None}
+        """Mean post-adaptation query loss of a meta-batch of validation tasks.
+
+        On several ranks, each evaluates its share and the mean is all-reduced,
+        so callbacks such as early stopping decide the same on every rank.
+        """
+        rank, world = self._world()
+        if world == 1:
+            losses, _ = self._evaluate(batch)
+            return {"loss": torch.stack(losses).mean(), "y_pred": None}
+        start, stop = D.shard_bounds(len(batch), rank, world)
+        error, loss = None, None
+        try:
+            local = batch.shard(start, stop)
+            if len(local):
+                loss = torch.stack(self._evaluate(local)[0]).mean()
+        except Exception as exc:  # the other ranks must learn of it: see all_reduce_mean
+            error = exc
+        if loss is None:
+            loss = torch.zeros((), dtype=self._dtype(), device=self._device)
+        (loss,) = D.all_reduce_mean([loss], weight=stop - start, total=len(batch), error=error,
+                                    what=f"meta-validation in epoch {len(self.history)}")
+        return {"loss": loss, "y_pred": None}
 
     def _adapt_steps(self) -> int:
         return self.inner_steps if self.adapt_steps is None else self.adapt_steps
@@ -1044,7 +1151,7 @@ class _AdaptedModel(BaseEstimator):
     def _from_meta(cls, meta: BaseMetaLearner, module: nn.Module, classes, y_ndim: int):
         self = cls()
         self.module_ = module
-        self.device_ = str(meta.device) if meta.device is not None else "cpu"
+        self.device_ = str(meta._device) if meta._device is not None else "cpu"
         self.input_shape_ = tuple(meta.input_shape_)
         self.n_features_in_ = int(np.prod(self.input_shape_))
         self.y_ndim_ = y_ndim

@@ -92,6 +92,12 @@ _PARAMS = """
         skorch's per-epoch log (0 is silent).
     device : str or torch.device, default="cpu"
         ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    distributed : bool, default=False
+        Data-parallel meta-training over the ``torch.distributed`` process group
+        (e.g. launched with ``torchrun``): each process computes its share of every
+        meta-batch and the meta-gradients are averaged across processes, giving the
+        meta-parameters of a one-process run with the same ``random_state``. See
+        :mod:`skmeta.distributed` and the "Scaling out" guide.
     compile : bool, default=False
         Passed to skorch (``torch.compile`` of the module).
     torch_load_kwargs : dict or None, default=None

@@ -1,0 +1,161 @@
+"""Rank processes of tests/test_distributed.py (spawned; importable by module name)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+import traceback
+from datetime import timedelta
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+
+from skmeta import MAMLClassifier, MAMLRegressor, ReptileRegressor, TaskSplit
+from skmeta.datasets import make_sinusoid_tasks
+
+TIMEOUT = timedelta(seconds=60)
+
+
+def regression_tasks():
+    return make_sinusoid_tasks(n_tasks=16, n_samples=12, random_state=0)
+
+
+def classification_tasks():
+    rng = np.random.default_rng(0)
+    tasks = []
+    for _ in range(14):
+        centers = rng.normal(size=(3, 4)) * 3
+        y = np.repeat(np.array(["a", "b", "c"])[rng.permutation(3)], 6)
+        X = centers[np.repeat(np.arange(3), 6)] + rng.normal(size=(18, 4))
+        tasks.append((X.astype(np.float32), y))
+    return tasks
+
+
+def scenarios(distributed: bool, checkpoint_dir: str | None = None) -> dict:
+    """The estimators the equality test fits, on one process or on every rank."""
+    from skorch.callbacks import Checkpoint, EarlyStopping
+
+    common = dict(random_state=3, verbose=0, distributed=distributed, max_epochs=2,
+                  k_shot=4, module__hidden=(16, 16))
+    callbacks = [EarlyStopping(patience=1, monitor="valid_loss")]
+    if checkpoint_dir is not None:
+        callbacks.append(Checkpoint(dirname=checkpoint_dir, monitor="valid_loss_best"))
+    return {
+        # 7 tasks per meta-batch: ranks take 4 and 3
+        "maml_second_order": (MAMLRegressor(batch_size=7, inner_steps=2, **common),
+                              regression_tasks),
+        "maml_first_order": (MAMLRegressor(batch_size=7, first_order=True, **common),
+                             regression_tasks),
+        "reptile": (ReptileRegressor(batch_size=5, inner_steps=3, lr=0.5, **common),
+                    regression_tasks),
+        # string labels, random label permutations, meta-validation + early stopping
+        "classifier_validation": (MAMLClassifier(
+            n_way=3, batch_size=3, train_split=TaskSplit(0.3, random_state=0),
+            callbacks=callbacks, **{**common, "max_epochs": 4, "k_shot": 2}),
+            classification_tasks),
+    }
+
+
+def summary(net) -> dict:
+    return {"params": {k: v.detach().cpu().clone() for k, v in net.module_.state_dict().items()},
+            "train_loss": list(net.history[:, "train_loss"]),
+            "valid_loss": [r.get("valid_loss") for r in net.history],
+            "epochs": len(net.history)}
+
+
+def _init(rank: int, world: int, store: str) -> None:
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
+                                         world_size=world, timeout=TIMEOUT)
+
+
+class _FailingMAML(MAMLRegressor):
+    """Rank 1 raises in its third meta-step."""
+
+    def get_meta_gradient(self, batch, engine):
+        self.calls_ = getattr(self, "calls_", 0) + 1
+        if torch.distributed.get_rank() == 1 and self.calls_ == 3:
+            raise ValueError("injected failure on rank 1")
+        return super().get_meta_gradient(batch, engine)
+
+
+def equality_and_failure(rank: int, world: int, store: str, out: str) -> None:
+    """Fit every scenario on this rank, then a run in which rank 1 raises."""
+    result = {}
+    try:
+        _init(rank, world, store)
+        ckpt = os.path.join(os.path.dirname(out), f"checkpoints-rank{rank}")
+        for name, (net, make) in scenarios(True, checkpoint_dir=ckpt).items():
+            result[name] = summary(net.fit(make()))
+        result["checkpoint_files"] = sorted(os.listdir(ckpt)) if os.path.isdir(ckpt) else []
+        t0 = time.perf_counter()
+        try:
+            _FailingMAML(batch_size=4, max_epochs=1, verbose=0, random_state=0,
+                         distributed=True).fit(regression_tasks())
+            result["failure"] = None
+        except Exception as exc:
+            result["failure"] = (type(exc).__name__, str(exc), time.perf_counter() - t0)
+        torch.distributed.destroy_process_group()
+    except BaseException:
+        result["error"] = traceback.format_exc()
+    with open(out, "wb") as f:
+        pickle.dump(result, f)
+
+
+class _Dies(Callback):
+    """Rank 1 exits abruptly in the second meta-batch."""
+
+    def initialize(self):
+        self.n_ = 0
+        return self
+
+    def on_batch_begin(self, net, **kwargs):
+        self.n_ += 1
+        if torch.distributed.get_rank() == 1 and self.n_ == 2:
+            os._exit(7)
+
+
+def dying_rank(rank: int, world: int, store: str, out: str) -> None:
+    """Rank 1 dies; rank 0 must fail promptly instead of waiting for it."""
+    result = {}
+    t0 = time.perf_counter()
+    try:
+        _init(rank, world, store)
+        MAMLRegressor(batch_size=4, max_epochs=3, verbose=0, random_state=0, distributed=True,
+                      callbacks=[("dies", _Dies())]).fit(regression_tasks())
+        result["failure"] = None
+    except Exception as exc:
+        result["failure"] = (type(exc).__name__, str(exc)[:300], time.perf_counter() - t0)
+    with open(out, "wb") as f:
+        pickle.dump(result, f)
+
+
+def accelerate_run(rank: int, world: int, port: int, out: str) -> None:
+    """Meta-train under Accelerate (its own process group from the launcher's variables)."""
+    result = {}
+    try:
+        os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                          LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=str(port))
+        torch.set_num_threads(1)
+        result["summary"] = summary(accelerated_maml(world).fit(regression_tasks()))
+    except BaseException:
+        result["error"] = traceback.format_exc()
+    with open(out, "wb") as f:
+        pickle.dump(result, f)
+
+
+def accelerated_maml(world: int):
+    from accelerate import Accelerator
+
+    from skmeta.distributed import AccelerateMixin
+
+    class AcceleratedMAML(AccelerateMixin, MAMLRegressor):
+        pass
+
+    accelerator = Accelerator(cpu=True)
+    assert accelerator.num_processes == world, accelerator.num_processes
+    return AcceleratedMAML(accelerator=accelerator, batch_size=7, inner_steps=2, max_epochs=2,
+                           k_shot=4, random_state=3, verbose=0, module__hidden=(16, 16))
