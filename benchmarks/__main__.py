@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python -m benchmarks                 # the default run (about 10 minutes on 2 cores)
+    python -m benchmarks                 # the default run (about 14 minutes on 2 cores)
     python -m benchmarks --quick         # a smoke run (about 2 minutes)
     python -m benchmarks --only sinusoid,adapt --json-dir /tmp/bench
 """
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("sinusoid", "conv", "adapt")
+SCRIPTS = ("sinusoid", "conv", "adapt", "distributed")
 
 
 def main(argv=None) -> int:

@@ -48,7 +48,16 @@ __all__ = ["AccelerateMixin", "DistributedError", "shard_bounds", "runs_on_rank"
 
 
 class DistributedError(RuntimeError):
-    """Another rank of a distributed meta-training run failed; this rank stops too."""
+    """Another rank of a distributed meta-training run failed; this rank stops too.
+
+    Raised on every rank but the failing one, which raises its own exception.
+
+    Examples
+    --------
+    >>> from skmeta.distributed import DistributedError
+    >>> issubclass(DistributedError, RuntimeError)
+    True
+    """
 
 
 def _dist():
@@ -105,6 +114,12 @@ def shard_bounds(n_tasks: int, rank: int, world_size: int) -> tuple[int, int]:
 
     The first ``n_tasks % world_size`` ranks take one task more; a rank may get
     none when the meta-batch has fewer tasks than there are ranks.
+
+    Examples
+    --------
+    >>> from skmeta.distributed import shard_bounds
+    >>> shard_bounds(25, 0, 2), shard_bounds(25, 1, 2), shard_bounds(1, 1, 2)
+    ((0, 13), (13, 25), (1, 1))
     """
     base, extra = divmod(int(n_tasks), int(world_size))
     start = rank * base + min(rank, extra)
@@ -256,6 +271,11 @@ class AccelerateMixin(_SkorchAccelerateMixin):
                 f"{type(self).__name__}: Accelerator(mixed_precision='fp16') is not supported: "
                 "its gradient scaler expects a scaled loss, not a meta-gradient. Use "
                 "mixed_precision='bf16' or 'no'.")
+        if int(getattr(self.accelerator, "gradient_accumulation_steps", 1)) > 1:
+            raise ValueError(
+                f"{type(self).__name__}: Accelerator(gradient_accumulation_steps>1) is not "
+                "supported: accumulation scales a loss, not a meta-gradient. Raise batch_size "
+                "(tasks per meta-update) instead, with chunk_size to bound memory.")
 
     def initialize(self):
         """Initialise as the skmeta estimator does, then hand the optimizer to Accelerate."""

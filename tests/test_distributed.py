@@ -6,6 +6,9 @@ import multiprocessing
 import os
 import pickle
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import _distributed_worker as W
 import numpy as np
@@ -19,6 +22,7 @@ from skmeta.distributed import DistributedError, runs_on_rank, shard_bounds
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="torch.distributed is not available")
 
+ROOT = Path(__file__).resolve().parents[1]
 WORLD = 2
 JOIN_TIMEOUT = 120  # seconds: a hang fails the test instead of blocking CI
 
@@ -123,6 +127,20 @@ def test_accelerate_two_processes_match_one_process(tmp_path):
     _assert_same(results[0]["summary"], reference)
 
 
+def test_documented_torchrun_command_runs_the_example(tmp_path):
+    # the command of docs/user_guide/scaling.rst, on 2 CPU processes
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+           str(WORLD), str(ROOT / "examples" / "distributed_maml.py")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    assert run.stdout.count("MSE after adaptation") == 1  # rank 0 only
+    assert run.stdout.count("train_loss") == 1  # skorch's log: rank 0 only
+    line = run.stdout.split("100 new tasks: ")[1]
+    mse, untrained = float(line.split()[0]), float(line.split("network: ")[1].split(")")[0])
+    assert mse < 0.8 * untrained  # it learned
+
+
 # ---------------------------------------------------------------- single process
 
 
@@ -142,6 +160,14 @@ def test_accelerate_refuses_fp16(monkeypatch):
     # as Accelerator(mixed_precision="fp16") on a GPU sets it
     monkeypatch.setattr(type(net.accelerator), "mixed_precision", property(lambda s: "fp16"))
     with pytest.raises(ValueError, match="fp16"):
+        net.fit(W.regression_tasks())
+
+
+def test_accelerate_refuses_gradient_accumulation(monkeypatch):
+    pytest.importorskip("accelerate")
+    net = W.accelerated_maml(1)
+    monkeypatch.setattr(net.accelerator, "gradient_accumulation_steps", 4, raising=False)
+    with pytest.raises(ValueError, match="batch_size"):
         net.fit(W.regression_tasks())
 
 

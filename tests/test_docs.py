@@ -29,6 +29,7 @@ PUBLIC_MODULES = [
     "skmeta.pipeline",
     "skmeta.modules",
     "skmeta.datasets",
+    "skmeta.distributed",
 ]
 # Documented for algorithm authors and for the file format; their names must be in the
 # API reference too, but need no Examples section.
