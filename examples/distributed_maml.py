@@ -59,5 +59,6 @@ if rank == 0:
     path = os.path.join(tempfile.mkdtemp(), "maml")
     maml.save(path)
     print(f"saved to {path}")
-if distributed:
+if distributed:  # wait for rank 0, then leave together
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()

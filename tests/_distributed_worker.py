@@ -34,15 +34,29 @@ def classification_tasks():
 
 
 def scenarios(distributed: bool, checkpoint_dir: str | None = None) -> dict:
-    """The estimators the equality test fits, on one process or on every rank."""
+    """The estimators the equality test fits, on one process or on every rank.
+
+    Every estimator of the shared contract (tests/test_contract.py) is included, so a new
+    algorithm is checked under ``distributed=True`` as soon as it is under contract.
+    """
+    from sklearn.base import is_classifier
     from skorch.callbacks import Checkpoint, EarlyStopping
+    from test_contract import ESTIMATORS
 
     common = dict(random_state=3, verbose=0, distributed=distributed, max_epochs=2,
                   k_shot=4, module__hidden=(16, 16))
     callbacks = [EarlyStopping(patience=1, monitor="valid_loss")]
     if checkpoint_dir is not None:
         callbacks.append(Checkpoint(dirname=checkpoint_dir, monitor="valid_loss_best"))
+    contract = {}
+    for Est in ESTIMATORS:  # 5 tasks per meta-batch: ranks take 3 and 2 (the last batch: 1, 0)
+        if is_classifier(Est()):
+            contract[f"contract:{Est.__name__}"] = (
+                Est(n_way=3, batch_size=5, **{**common, "k_shot": 2}), classification_tasks)
+        else:
+            contract[f"contract:{Est.__name__}"] = (Est(batch_size=5, **common), regression_tasks)
     return {
+        **contract,
         # 7 tasks per meta-batch: ranks take 4 and 3
         "maml_second_order": (MAMLRegressor(batch_size=7, inner_steps=2, **common),
                               regression_tasks),
@@ -97,6 +111,7 @@ def equality_and_failure(rank: int, world: int, store: str, out: str) -> None:
             result["failure"] = None
         except Exception as exc:
             result["failure"] = (type(exc).__name__, str(exc), time.perf_counter() - t0)
+        torch.distributed.barrier()  # leave together (gloo aborts a process left alone)
         torch.distributed.destroy_process_group()
     except BaseException:
         result["error"] = traceback.format_exc()
@@ -141,13 +156,15 @@ def accelerate_run(rank: int, world: int, port: int, out: str) -> None:
                           MASTER_PORT=str(port))
         torch.set_num_threads(1)
         result["summary"] = summary(accelerated_maml(world).fit(regression_tasks()))
+        torch.distributed.barrier()  # leave together (gloo aborts a process left alone)
+        torch.distributed.destroy_process_group()
     except BaseException:
         result["error"] = traceback.format_exc()
     with open(out, "wb") as f:
         pickle.dump(result, f)
 
 
-def accelerated_maml(world: int):
+def accelerated_maml(world: int, **accelerator_kwargs):
     from accelerate import Accelerator
 
     from skmeta.distributed import AccelerateMixin
@@ -155,7 +172,7 @@ def accelerated_maml(world: int):
     class AcceleratedMAML(AccelerateMixin, MAMLRegressor):
         pass
 
-    accelerator = Accelerator(cpu=True)
+    accelerator = Accelerator(cpu=True, **accelerator_kwargs)
     assert accelerator.num_processes == world, accelerator.num_processes
     return AcceleratedMAML(accelerator=accelerator, batch_size=7, inner_steps=2, max_epochs=2,
                            k_shot=4, random_state=3, verbose=0, module__hidden=(16, 16))

@@ -77,8 +77,7 @@ def two_ranks(tmp_path_factory):
     return results
 
 
-@pytest.mark.parametrize("name", ["maml_second_order", "maml_first_order", "reptile",
-                                  "classifier_validation"])
+@pytest.mark.parametrize("name", list(W.scenarios(False)))
 def test_two_ranks_match_one_process(two_ranks, name):
     reference = W.summary(W.scenarios(False)[name][0].fit(W.scenarios(False)[name][1]()))
     rank0, rank1 = two_ranks[0][name], two_ranks[1][name]
@@ -144,7 +143,16 @@ def test_documented_torchrun_command_runs_the_example(tmp_path):
 # ---------------------------------------------------------------- single process
 
 
-def test_accelerate_single_process_matches_plain_estimator():
+@pytest.fixture
+def accelerate_state():
+    """Accelerate keeps one process-wide state; give each test a fresh one."""
+    state = pytest.importorskip("accelerate.state")
+    state.AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    state.AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_accelerate_single_process_matches_plain_estimator(accelerate_state):
     pytest.importorskip("accelerate")
     net = W.accelerated_maml(1).fit(W.regression_tasks())
     reference = W.scenarios(False)["maml_second_order"][0].fit(W.regression_tasks())
@@ -154,7 +162,16 @@ def test_accelerate_single_process_matches_plain_estimator():
     assert adapted.predict(W.regression_tasks()[0][0]).shape == (12,)
 
 
-def test_accelerate_refuses_fp16(monkeypatch):
+def test_accelerate_bf16_autocast_trains_close_to_float32(accelerate_state):
+    net = W.accelerated_maml(1, mixed_precision="bf16").fit(W.regression_tasks())
+    reference = W.scenarios(False)["maml_second_order"][0].fit(W.regression_tasks())
+    np.testing.assert_allclose(net.history[:, "train_loss"], reference.history[:, "train_loss"],
+                               rtol=2e-2)
+    assert any(not torch.equal(a, b) for a, b in zip(net.module_.parameters(),
+                                                     reference.module_.parameters()))
+
+
+def test_accelerate_refuses_fp16(monkeypatch, accelerate_state):
     pytest.importorskip("accelerate")
     net = W.accelerated_maml(1)
     # as Accelerator(mixed_precision="fp16") on a GPU sets it
@@ -163,7 +180,7 @@ def test_accelerate_refuses_fp16(monkeypatch):
         net.fit(W.regression_tasks())
 
 
-def test_accelerate_refuses_gradient_accumulation(monkeypatch):
+def test_accelerate_refuses_gradient_accumulation(monkeypatch, accelerate_state):
     pytest.importorskip("accelerate")
     net = W.accelerated_maml(1)
     monkeypatch.setattr(net.accelerator, "gradient_accumulation_steps", 4, raising=False)
