@@ -408,6 +408,7 @@ class BaseMetaLearner(NeuralNet):
 
     def _prepare_fit(self, X, y, groups) -> TaskSequence:
         self._check_params()
+        D.check_not_skorch_accelerate(self)
         self._check_device_available()
         self._ensure_distributed()
         tasks = self._as_tasks(X, y, groups)
@@ -490,7 +491,7 @@ class BaseMetaLearner(NeuralNet):
         self.seed_ = int(ss.generate_state(1)[0])
         distributed = self._world()[1] > 1
         if distributed:  # every rank draws what rank 0 draws
-            self.seed_ = D.broadcast_seed(self.seed_)
+            self.seed_ = D.broadcast_seed(self.seed_, self._device)
         self.rng_ = np.random.default_rng([self.seed_, 0])
         self.engine_ = {}
         self.engine_timings_ = {}

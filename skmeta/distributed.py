@@ -101,6 +101,8 @@ def ensure_process_group(owner: str, device) -> None:
                 "torch.distributed.init_process_group(...) before fit, or set "
                 "distributed=False.")
         backend = "nccl" if dev.type == "cuda" and dist.is_nccl_available() else "gloo"
+        if backend == "nccl" and dev.index is not None:
+            torch.cuda.set_device(dev)  # NCCL's own collectives (barrier) use this device
         dist.init_process_group(backend)
     if dev.type == "cuda" and dev.index is None and int(os.environ.get("LOCAL_WORLD_SIZE", 1)) > 1:
         raise ValueError(
@@ -159,11 +161,11 @@ def all_reduce_mean(values: Sequence[torch.Tensor], *, weight: int, total: int,
     return out
 
 
-def broadcast_seed(seed: int) -> int:
-    """Rank 0's seed, on every rank."""
+def broadcast_seed(seed: int, device=None) -> int:
+    """Rank 0's seed, on every rank (NCCL needs it on this rank's GPU, ``device``)."""
     dist = _dist()
-    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor([seed], dtype=torch.int64, device=device)
+    on = torch.device(device) if dist.get_backend() == "nccl" and device is not None else "cpu"
+    t = torch.tensor([seed], dtype=torch.int64, device=on)
     dist.broadcast(t, src=0)
     return int(t.item())
 
@@ -214,7 +216,18 @@ def runs_on_rank(callback, rank: int) -> bool:
 try:  # skorch.hf imports no Hugging Face library at import time
     from skorch.hf import AccelerateMixin as _SkorchAccelerateMixin
 except ImportError:  # pragma: no cover - very old skorch
-    _SkorchAccelerateMixin = object
+    class _SkorchAccelerateMixin:  # type: ignore[no-redef]
+        """Stand-in when skorch has no Accelerate integration."""
+
+
+def check_not_skorch_accelerate(net) -> None:
+    """Refuse skorch's own AccelerateMixin on a meta-learner, naming skmeta's."""
+    if isinstance(net, _SkorchAccelerateMixin) and not isinstance(net, AccelerateMixin):
+        raise TypeError(
+            f"{type(net).__name__} uses skorch.hf.AccelerateMixin, whose training step is a "
+            "forward/backward pass on samples; meta-learners need "
+            "skmeta.distributed.AccelerateMixin instead (same usage: put it first in the "
+            "bases and pass accelerator=Accelerator(...)).")
 
 
 class AccelerateMixin(_SkorchAccelerateMixin):

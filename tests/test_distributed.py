@@ -171,6 +171,17 @@ def test_accelerate_bf16_autocast_trains_close_to_float32(accelerate_state):
                                                      reference.module_.parameters()))
 
 
+def test_skorch_accelerate_mixin_is_refused_with_the_fix(accelerate_state):
+    from accelerate import Accelerator
+    from skorch.hf import AccelerateMixin as SkorchAccelerateMixin
+
+    class Wrong(SkorchAccelerateMixin, MAMLRegressor):
+        pass
+
+    with pytest.raises(TypeError, match="skmeta.distributed.AccelerateMixin"):
+        Wrong(accelerator=Accelerator(cpu=True), verbose=0).fit(W.regression_tasks())
+
+
 def test_accelerate_refuses_fp16(monkeypatch, accelerate_state):
     pytest.importorskip("accelerate")
     net = W.accelerated_maml(1)
