@@ -284,6 +284,13 @@ class AccelerateMixin(_SkorchAccelerateMixin):
                 f"{type(self).__name__}: Accelerator(mixed_precision='fp16') is not supported: "
                 "its gradient scaler expects a scaled loss, not a meta-gradient. Use "
                 "mixed_precision='bf16' or 'no'.")
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        if launched > 1 and int(self.accelerator.num_processes) != launched:
+            raise ValueError(
+                f"{type(self).__name__}: the launcher started {launched} processes but the "
+                f"Accelerator sees {self.accelerator.num_processes}: every process would "
+                "meta-train on its own. On CPUs pass Accelerator(cpu=True); on GPUs launch "
+                "with 'accelerate launch --multi_gpu' or torchrun.")
         if int(getattr(self.accelerator, "gradient_accumulation_steps", 1)) > 1:
             raise ValueError(
                 f"{type(self).__name__}: Accelerator(gradient_accumulation_steps>1) is not "

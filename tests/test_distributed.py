@@ -182,6 +182,13 @@ def test_skorch_accelerate_mixin_is_refused_with_the_fix(accelerate_state):
         Wrong(accelerator=Accelerator(cpu=True), verbose=0).fit(W.regression_tasks())
 
 
+def test_accelerate_refuses_an_accelerator_blind_to_the_launch(monkeypatch, accelerate_state):
+    net = W.accelerated_maml(1)  # made before the launcher's variables appear
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="cpu=True"):
+        net.fit(W.regression_tasks())
+
+
 def test_accelerate_refuses_fp16(monkeypatch, accelerate_state):
     pytest.importorskip("accelerate")
     net = W.accelerated_maml(1)
