@@ -260,7 +260,7 @@ def test_runs_on_rank_respects_own_attribute():
 def test_grid_search_on_dask_local_cluster_matches_local_run():
     distributed = pytest.importorskip("distributed")
     import joblib
-    from sklearn.model_selection import GridSearchCV
+    from sklearn.model_selection import GridSearchCV, cross_val_score
 
     tasks = W.regression_tasks()
 
@@ -270,11 +270,18 @@ def test_grid_search_on_dask_local_cluster_matches_local_run():
                           module__hidden=(16, 16)),
             {"inner_lr": [0.001, 0.01, 0.1]}, cv=2, n_jobs=-1)
 
-    local = search().fit(tasks)
+    def cv(n_jobs):
+        return cross_val_score(MAMLRegressor(max_epochs=1, batch_size=4, random_state=0,
+                                             verbose=0), tasks, cv=3, n_jobs=n_jobs)
+
+    local, local_cv = search().fit(tasks), cv(1)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
-            distributed.Client(cluster), joblib.parallel_backend("dask"):
-        remote = search().fit(tasks)
+            distributed.Client(cluster) as client, joblib.parallel_backend("dask"):
+        remote, remote_cv = search().fit(tasks), cv(-1)
+        workers = client.run(os.getpid)  # two worker processes, not this one
+    assert len(set(workers.values()) - {os.getpid()}) == 2
     assert remote.best_params_ == local.best_params_
     np.testing.assert_allclose(remote.cv_results_["mean_test_score"],
                                local.cv_results_["mean_test_score"], rtol=1e-4)
+    np.testing.assert_allclose(remote_cv, local_cv, rtol=1e-4)
