@@ -463,6 +463,12 @@ class BaseMetaLearner(NeuralNet):
         """``(rank, world_size)`` of this meta-training run; ``(0, 1)`` on one process."""
         return D.rank_and_world() if self.distributed else (0, 1)
 
+    def _shared_random_state(self):
+        """``random_state``; on several ranks, unless it is an int, one seed drawn by rank 0."""
+        if isinstance(self.random_state, Integral) or self._world()[1] == 1:
+            return self.random_state
+        return D.broadcast_seed(_seed_from(self.random_state), self._device)
+
     def _sync_ranks(self):
         """Give every rank rank 0's parameters (callbacks such as ``Checkpoint(load_best=True)``
         run on rank 0 only)."""
@@ -1093,7 +1099,8 @@ class _ClassifierShell:
         def sampler(X, y):
             return EpisodeSampler(X, y, n_way=self.n_way, k_shot=self.k_shot,
                                   n_query=15 if self.n_query is None else self.n_query,
-                                  n_episodes=self.n_episodes, random_state=self.random_state)
+                                  n_episodes=self.n_episodes,
+                                  random_state=self._shared_random_state())
 
         return sampler
 

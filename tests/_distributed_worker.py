@@ -104,6 +104,14 @@ def equality_and_failure(rank: int, world: int, store: str, out: str) -> None:
         for name, (net, make) in scenarios(True, checkpoint_dir=ckpt).items():
             result[name] = summary(net.fit(make()))
         result["checkpoint_files"] = sorted(os.listdir(ckpt)) if os.path.isdir(ckpt) else []
+        # a labelled pool without random_state: rank 0 draws the episodes' seed for all
+        X, y = np.concatenate([t[0] for t in classification_tasks()]), \
+            np.concatenate([np.char.add(t[1], str(i % 4)) for i, t in
+                            enumerate(classification_tasks())])
+        pooled = MAMLClassifier(n_way=3, k_shot=2, n_query=2, n_episodes=6, batch_size=3,
+                                max_epochs=1, verbose=0, distributed=True).fit(X, y)
+        episode = pooled._pool_sampler()(X, y)[0]
+        result["pool"] = {"seed": pooled.seed_, "episode": episode[0], "labels": episode[1]}
         t0 = time.perf_counter()
         try:
             _FailingMAML(batch_size=4, max_epochs=1, verbose=0, random_state=0,

@@ -94,6 +94,13 @@ def test_early_stopping_stops_every_rank_together(two_ranks):
         two_ranks[1]["classifier_validation"]["valid_loss"]
 
 
+def test_unseeded_runs_share_rank_zero_seeds(two_ranks):
+    a, b = two_ranks[0]["pool"], two_ranks[1]["pool"]
+    assert a["seed"] == b["seed"]
+    np.testing.assert_array_equal(a["episode"], b["episode"])
+    np.testing.assert_array_equal(a["labels"], b["labels"])
+
+
 def test_only_rank_zero_writes_checkpoints(two_ranks):
     assert "params.pt" in two_ranks[0]["checkpoint_files"]
     assert two_ranks[1]["checkpoint_files"] == []
