@@ -327,11 +327,16 @@ class AccelerateMixin(_SkorchAccelerateMixin):
 
     def _initialize_callbacks(self):
         # skorch's 'auto' sink (accelerator.print) would print even with verbose=0;
-        # PrintLog runs on the main process only here anyway
-        if isinstance(self.callbacks__print_log__sink, str) and \
-                self.callbacks__print_log__sink == "auto":
+        # PrintLog runs on the main process only here anyway. The parameter keeps 'auto'.
+        auto = isinstance(self.callbacks__print_log__sink, str) and \
+            self.callbacks__print_log__sink == "auto"
+        if auto:
             self.callbacks__print_log__sink = print
-        return super(_SkorchAccelerateMixin, self)._initialize_callbacks()
+        try:
+            return super(_SkorchAccelerateMixin, self)._initialize_callbacks()
+        finally:
+            if auto:
+                self.callbacks__print_log__sink = "auto"
 
     def get_iterator(self, dataset, training=False):
         # meta-batches are divided among ranks by the step, not by a sampler
