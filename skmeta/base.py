@@ -470,8 +470,8 @@ class BaseMetaLearner(NeuralNet):
         return D.broadcast_seed(_seed_from(self.random_state), self._device)
 
     def _sync_ranks(self):
-        """Give every rank rank 0's parameters (callbacks such as ``Checkpoint(load_best=True)``
-        run on rank 0 only)."""
+        """Give every rank rank 0's parameters (at ``initialize``, and after ``fit``: callbacks
+        such as ``Checkpoint(load_best=True)`` run on rank 0 only)."""
         if self._world()[1] > 1:
             with self._functional_lock:
                 D.broadcast_module(self.module_)
@@ -495,16 +495,13 @@ class BaseMetaLearner(NeuralNet):
         seed = _seed_from(self.random_state)
         ss = np.random.SeedSequence(seed)
         self.seed_ = int(ss.generate_state(1)[0])
-        distributed = self._world()[1] > 1
-        if distributed:  # every rank draws what rank 0 draws
+        if self._world()[1] > 1:  # every rank draws what rank 0 draws
             self.seed_ = D.broadcast_seed(self.seed_, self._device)
         self.rng_ = np.random.default_rng([self.seed_, 0])
         self.engine_ = {}
         self.engine_timings_ = {}
         super().initialize()
-        if distributed:  # e.g. a module instance loaded on rank 0 only
-            D.broadcast_module(self.module_)
-        return self
+        return self._sync_ranks()  # e.g. a module instance loaded on rank 0 only
 
     def get_module_kwargs(self) -> dict:
         """``module__*`` parameters, with sizes filled in from the data.
@@ -705,13 +702,21 @@ class BaseMetaLearner(NeuralNet):
         """
         self._set_training(True)
         trainable = [(name, p) for name, p in self.module_.named_parameters() if p.requires_grad]
-        rank, world = self._world()
-        if world == 1:
+
+        def meta_gradient(b: MetaBatch) -> list[torch.Tensor]:
             with self._functional_lock:
-                loss, grads = self._timed("train", batch,
-                                          lambda engine: self.get_meta_gradient(batch, engine))
-        else:
-            loss, grads = self._all_reduced_meta_gradient(batch, trainable, rank, world)
+                loss, grads = self._timed("train", b,
+                                          lambda engine: self.get_meta_gradient(b, engine))
+            return [loss] + [grads[name] for name, _ in trainable]
+
+        def zeros() -> list[torch.Tensor]:
+            device = trainable[0][1].device
+            return [torch.zeros((), dtype=self._dtype(), device=device)] + \
+                [torch.zeros_like(p) for _, p in trainable]
+
+        loss, *values = self._mean_over_tasks(batch, meta_gradient, zeros,
+                                              what=f"the meta-step of epoch {len(self.history)}")
+        grads = {name: g for (name, _), g in zip(trainable, values)}
         # one reduction checks everything: NaN/inf in any gradient propagates to the sum
         total = loss + torch.stack([grads[name].sum() for name, _ in trainable]).sum()
         if not torch.isfinite(total):
@@ -720,24 +725,27 @@ class BaseMetaLearner(NeuralNet):
             p.grad = grads[name] if p.grad is None else p.grad + grads[name]
         return {"loss": loss, "y_pred": None}
 
-    def _all_reduced_meta_gradient(self, batch: MetaBatch, trainable, rank: int, world: int):
+    def _mean_over_tasks(self, batch: MetaBatch, compute, zeros, *, what: str) -> list:
+        """``compute(batch)``: tensors that are means over the meta-batch's tasks.
+
+        On several ranks, ``compute`` runs on this rank's share of the tasks and the
+        mean over the whole meta-batch is all-reduced; a rank that fails contributes
+        ``zeros()`` and a failure flag, so every rank raises (see
+        :func:`skmeta.distributed.all_reduce_mean`).
+        """
+        rank, world = self._world()
+        if world == 1:
+            return compute(batch)
         start, stop = D.shard_bounds(len(batch), rank, world)
-        error = None
+        values, error = None, None
         try:
             local = batch.shard(start, stop)
             if len(local):
-                with self._functional_lock:
-                    loss, grads = self._timed(
-                        "train", local, lambda engine: self.get_meta_gradient(local, engine))
-                values = [loss] + [grads[name] for name, _ in trainable]
-        except Exception as exc:  # the other ranks must learn of it: see all_reduce_mean
+                values = compute(local)
+        except Exception as exc:  # the other ranks must learn of it
             error = exc
-        if error is not None or not len(local):
-            values = [torch.zeros((), dtype=self._dtype(), device=trainable[0][1].device)]
-            values += [torch.zeros_like(p) for _, p in trainable]
-        reduced = D.all_reduce_mean(values, weight=stop - start, total=len(batch), error=error,
-                                    what=f"the meta-step of epoch {len(self.history)}")
-        return reduced[0], {name: g for (name, _), g in zip(trainable, reduced[1:])}
+        return D.all_reduce_mean(zeros() if values is None else values, weight=stop - start,
+                                 total=len(batch), error=error, what=what)
 
     def _raise_non_finite(self, loss, grads, trainable):
         if not torch.isfinite(loss):
@@ -815,22 +823,10 @@ class BaseMetaLearner(NeuralNet):
         On several ranks, each evaluates its share and the mean is all-reduced,
         so callbacks such as early stopping decide the same on every rank.
         """
-        rank, world = self._world()
-        if world == 1:
-            losses, _ = self._evaluate(batch)
-            return {"loss": torch.stack(losses).mean(), "y_pred": None}
-        start, stop = D.shard_bounds(len(batch), rank, world)
-        error, loss = None, None
-        try:
-            local = batch.shard(start, stop)
-            if len(local):
-                loss = torch.stack(self._evaluate(local)[0]).mean()
-        except Exception as exc:  # the other ranks must learn of it: see all_reduce_mean
-            error = exc
-        if loss is None:
-            loss = torch.zeros((), dtype=self._dtype(), device=self._device)
-        (loss,) = D.all_reduce_mean([loss], weight=stop - start, total=len(batch), error=error,
-                                    what=f"meta-validation in epoch {len(self.history)}")
+        (loss,) = self._mean_over_tasks(
+            batch, lambda b: [torch.stack(self._evaluate(b)[0]).mean()],
+            lambda: [torch.zeros((), dtype=self._dtype(), device=self._device)],
+            what=f"meta-validation in epoch {len(self.history)}")
         return {"loss": loss, "y_pred": None}
 
     def _adapt_steps(self) -> int:
