@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import time
@@ -85,6 +86,34 @@ def _init(rank: int, world: int, store: str) -> None:
                                          world_size=world, timeout=TIMEOUT)
 
 
+@contextlib.contextmanager
+def _reporting(out: str):
+    """Yield this rank's result dict; record any exception; write the dict to ``out``."""
+    result: dict = {}
+    try:
+        yield result
+    except BaseException:
+        result["error"] = traceback.format_exc()
+    finally:
+        with open(out, "wb") as f:
+            pickle.dump(result, f)
+
+
+def _failure(fit) -> tuple | None:
+    """``(exception name, message, seconds)`` of ``fit()``, or None when it succeeds."""
+    t0 = time.perf_counter()
+    try:
+        fit()
+    except Exception as exc:
+        return type(exc).__name__, str(exc), time.perf_counter() - t0
+    return None
+
+
+def _leave() -> None:
+    torch.distributed.barrier()  # leave together (gloo aborts a process left alone)
+    torch.distributed.destroy_process_group()
+
+
 class _FailingMAML(MAMLRegressor):
     """Rank 1 raises in its third meta-step."""
 
@@ -97,8 +126,7 @@ class _FailingMAML(MAMLRegressor):
 
 def equality_and_failure(rank: int, world: int, store: str, out: str) -> None:
     """Fit every scenario on this rank, then a run in which rank 1 raises."""
-    result = {}
-    try:
+    with _reporting(out) as result:
         _init(rank, world, store)
         ckpt = os.path.join(os.path.dirname(out), f"checkpoints-rank{rank}")
         for name, (net, make) in scenarios(True, checkpoint_dir=ckpt).items():
@@ -112,19 +140,10 @@ def equality_and_failure(rank: int, world: int, store: str, out: str) -> None:
                                 max_epochs=1, verbose=0, distributed=True).fit(X, y)
         episode = pooled._pool_sampler()(X, y)[0]
         result["pool"] = {"seed": pooled.seed_, "episode": episode[0], "labels": episode[1]}
-        t0 = time.perf_counter()
-        try:
-            _FailingMAML(batch_size=4, max_epochs=1, verbose=0, random_state=0,
-                         distributed=True).fit(regression_tasks())
-            result["failure"] = None
-        except Exception as exc:
-            result["failure"] = (type(exc).__name__, str(exc), time.perf_counter() - t0)
-        torch.distributed.barrier()  # leave together (gloo aborts a process left alone)
-        torch.distributed.destroy_process_group()
-    except BaseException:
-        result["error"] = traceback.format_exc()
-    with open(out, "wb") as f:
-        pickle.dump(result, f)
+        result["failure"] = _failure(lambda: _FailingMAML(
+            batch_size=4, max_epochs=1, verbose=0, random_state=0,
+            distributed=True).fit(regression_tasks()))
+        _leave()
 
 
 class _Dies(Callback):
@@ -142,34 +161,22 @@ class _Dies(Callback):
 
 def dying_rank(rank: int, world: int, store: str, out: str) -> None:
     """Rank 1 dies; rank 0 must fail promptly instead of waiting for it."""
-    result = {}
-    t0 = time.perf_counter()
-    try:
+    with _reporting(out) as result:
         _init(rank, world, store)
-        MAMLRegressor(batch_size=4, max_epochs=3, verbose=0, random_state=0, distributed=True,
-                      callbacks=[("dies", _Dies())]).fit(regression_tasks())
-        result["failure"] = None
-    except Exception as exc:
-        result["failure"] = (type(exc).__name__, str(exc)[:300], time.perf_counter() - t0)
-    with open(out, "wb") as f:
-        pickle.dump(result, f)
+        result["failure"] = _failure(lambda: MAMLRegressor(
+            batch_size=4, max_epochs=3, verbose=0, random_state=0, distributed=True,
+            callbacks=[("dies", _Dies())]).fit(regression_tasks()))
 
 
 def accelerate_run(rank: int, world: int, port: int, out: str) -> None:
     """Meta-train under Accelerate (its own process group from the launcher's variables)."""
-    result = {}
-    try:
+    with _reporting(out) as result:
         os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
                           LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=str(port))
         torch.set_num_threads(1)
         result["summary"] = summary(accelerated_maml(world).fit(regression_tasks()))
-        torch.distributed.barrier()  # leave together (gloo aborts a process left alone)
-        torch.distributed.destroy_process_group()
-    except BaseException:
-        result["error"] = traceback.format_exc()
-    with open(out, "wb") as f:
-        pickle.dump(result, f)
+        _leave()
 
 
 def accelerated_maml(world: int, **accelerator_kwargs):
