@@ -235,13 +235,13 @@ class AccelerateMixin(_SkorchAccelerateMixin):
 
     skorch's :class:`skorch.hf.AccelerateMixin` assumes a forward/backward
     step on mini-batches of samples; this mixin keeps its launcher, device
-    placement, gradient accumulation, ``accelerator.print`` and
-    ``accelerator.autocast`` (bf16), and replaces the parts that do not apply to
-    meta-learning: the meta-step is skmeta's own (the network is *not* wrapped in
-    ``DistributedDataParallel``, whose hooks never see gradients computed with
-    :mod:`torch.func`), and with several processes the meta-batch is divided and
-    all-reduced exactly as with ``distributed=True`` (see
-    :mod:`skmeta.distributed`).
+    placement, optimizer wrapper and ``accelerator.autocast`` (bf16), and
+    replaces the parts that do not apply to meta-learning (gradient accumulation
+    is refused; the log prints on the main process only): the meta-step is
+    skmeta's own (the network is *not* wrapped in ``DistributedDataParallel``,
+    whose hooks never see gradients computed with :mod:`torch.func`), and with
+    several processes the meta-batch is divided and all-reduced exactly as with
+    ``distributed=True`` (see :mod:`skmeta.distributed`).
 
     Put it first in the bases and pass ``accelerator=Accelerator(...)``; leave
     ``device`` at None (Accelerate places the network). Requires the
@@ -312,11 +312,10 @@ class AccelerateMixin(_SkorchAccelerateMixin):
             raise ImportError("skmeta's AccelerateMixin needs the accelerate package: "
                               "pip install 'skmeta[distributed]'") from exc
 
-        device = self.accelerator.device
-        for name in self._modules + self._criteria:
-            module = getattr(self, name + "_")
-            if isinstance(module, nn.Module):
-                module.to(device)  # placed, not wrapped: the step is functional
+        for name in self._criteria:  # the module itself is placed by initialize_module
+            criterion = getattr(self, name + "_")
+            if isinstance(criterion, nn.Module):
+                criterion.to(self.accelerator.device)
         for name in self._optimizers:
             optimizer = getattr(self, name + "_")
             if isinstance(optimizer, torch.optim.Optimizer) and \
@@ -362,7 +361,10 @@ class AccelerateMixin(_SkorchAccelerateMixin):
             self.device = previous
 
     def initialize_module(self):
-        """Build the module as the estimator does and place it on the accelerator's device."""
+        """Build the module as the estimator does and place it on the accelerator's device.
+
+        Placed, not wrapped in ``DistributedDataParallel``: the meta-step is functional.
+        """
         super().initialize_module()
         self.module_.to(self.accelerator.device)
         return self
