@@ -1,6 +1,7 @@
 """skmeta: optimization-based meta-learning as scikit-learn estimators on skorch."""
 
-from .base import AdaptedClassifier, AdaptedRegressor, TaskSplit
+from .adapted import AdaptedClassifier, AdaptedRegressor
+from .batching import TaskSplit
 from .maml import MAMLClassifier, MAMLRegressor
 from .persistence import load, save
 from .pretrained import PretrainedClassifier, PretrainedRegressor

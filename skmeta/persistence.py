@@ -150,9 +150,9 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     (2,)
     """
     from . import __version__
-    from .base import BaseMetaLearner, _AdaptedModel
 
-    if isinstance(obj, BaseMetaLearner):
+    role = getattr(obj, "_skmeta_role", None)
+    if role == "meta-learner":
         if not getattr(obj, "initialized_", False) or not hasattr(obj, "input_shape_"):
             raise ValueError("Only a fitted meta-learner can be saved; call fit first.")
         params, dropped = {}, []
@@ -168,14 +168,17 @@ def save(obj: Any, path: str | os.PathLike) -> None:
         attrs = {k: _encode(getattr(obj, k), k) for k in obj._saved_attributes()
                  if hasattr(obj, k)}
         attrs["rng_state"] = _encode(obj.rng_.bit_generator.state, "rng_")
+        attrs["engines"] = _encode({"chosen": obj.engines_.chosen,
+                                    "timings": obj.engines_.timings}, "engines_")
         history = json.dumps(obj.history_.to_list(), default=float)
-        tensors = {"module": _cpu_state(obj.module_)}
+        tensors = {"module": _cpu_state(obj.module_),
+                   "inner_state": _cpu_state(obj.inner_state_)}
         opt = obj.optimizer_.state_dict()
         buf = io.BytesIO()
         torch.save(opt, buf)  # optimizer state holds tensors, numbers and lists only
         kind, extra = "meta", {"history": history}
         tensors["optimizer"] = torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)
-    elif isinstance(obj, _AdaptedModel):
+    elif role == "adapted":
         if not hasattr(obj, "module_"):
             raise ValueError("This adapted model holds no network.")
         if not hasattr(obj, "module_class_"):
@@ -184,7 +187,8 @@ def save(obj: Any, path: str | os.PathLike) -> None:
         params = {}
         attrs = {k: _encode(getattr(obj, k), k) for k in
                  ("module_class_", "module_kwargs_", "device_", "input_shape_", "y_ndim_",
-                  "meta_estimator_", "classes_") if hasattr(obj, k)}
+                  "meta_estimator_", "classes_", "adapt_steps_", "inner_lr_", "step_")
+                 if hasattr(obj, k)}
         tensors = {"module": _cpu_state(obj.module_)}
         kind, extra = "adapted", {}
     else:
@@ -234,8 +238,11 @@ def load(path: str | os.PathLike, *, trusted_modules: Iterable[str] = ()) -> Any
     >>> type(loaded).__name__, loaded.n_way
     ('MAMLClassifier', 2)
     """
+    from skorch.exceptions import DeviceWarning
+
     from . import __version__
-    from . import base as _base
+    from .adapted import AdaptedClassifier, AdaptedRegressor
+    from .registry import find
 
     trusted = tuple(trusted_modules)
     try:
@@ -254,11 +261,9 @@ def load(path: str | os.PathLike, *, trusted_modules: Iterable[str] = ()) -> Any
                          f"{header.get('skmeta_version')} in file format {version}; this skmeta "
                          f"({__version__}) reads formats up to {FORMAT_VERSION}. Upgrade "
                          "skmeta to load it.")
-    import skmeta
-
-    cls = getattr(skmeta, header["class"], None)
-    allowed = [getattr(skmeta, n) for n in skmeta.__all__]
-    if cls not in allowed or not isinstance(cls, type):
+    adapted = {c.__name__: c for c in (AdaptedRegressor, AdaptedClassifier)}
+    cls = adapted.get(header["class"]) if header["kind"] == "adapted" else find(header["class"])
+    if cls is None:
         raise ValueError(f"Unknown model class {header['class']!r} in {os.fspath(path)!r}.")
     attrs = {k: _decode(v, trusted) for k, v in header["attrs"].items()}
     tensors = payload["tensors"]
@@ -279,14 +284,19 @@ def load(path: str | os.PathLike, *, trusted_modules: Iterable[str] = ()) -> Any
     device = params.get("device") or "cpu"
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         warnings.warn(f"The model was saved from {device}, which is not available here; it "
-                      "was loaded on the CPU.", _base.DeviceWarning, stacklevel=2)
+                      "was loaded on the CPU.", DeviceWarning, stacklevel=2)
         est.set_params(device="cpu")
     rng_state = attrs.pop("rng_state")
+    attrs.pop("engines", None)
+    for k in ("engine_", "engine_timings_"):  # format-1 files of skmeta 0.1.0.dev0
+        attrs.pop(k, None)
     for k, v in attrs.items():
         setattr(est, k, v)
     est.input_shape_ = tuple(est.input_shape_)
     est.initialize()
     est.module_.load_state_dict(tensors["module"])
+    if "inner_state" in tensors:
+        est.inner_state_.load_state_dict(tensors["inner_state"])
     opt_state = torch.load(io.BytesIO(tensors["optimizer"].numpy().tobytes()),
                            map_location=est.device or "cpu", weights_only=True)
     est.optimizer_.load_state_dict(opt_state)
@@ -294,7 +304,9 @@ def load(path: str | os.PathLike, *, trusted_modules: Iterable[str] = ()) -> Any
     from skorch.history import History
 
     est.history_ = History(json.loads(header["history"]))
-    for k in ("engine_", "engine_timings_", "seed_"):
-        if k in attrs:
-            setattr(est, k, attrs[k])
+    engines = attrs.get("engines", {})
+    est.engines_.chosen.update(engines.get("chosen", {}))
+    est.engines_.timings.update(engines.get("timings", {}))
+    if "seed_" in attrs:
+        est.seed_ = attrs["seed_"]
     return est
