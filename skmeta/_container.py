@@ -236,7 +236,8 @@ def _tensor(buf: bytearray, data_start: int, data_size: int, name: str, where: s
 
     if not isinstance(entry, dict):
         raise bad("has no description")
-    dtype = DTYPES.get(entry.get("dtype"))  # type: ignore[arg-type]
+    name_of_dtype = entry.get("dtype")
+    dtype = DTYPES.get(name_of_dtype) if isinstance(name_of_dtype, str) else None
     if dtype is None:
         raise bad(f"has the unknown dtype {entry.get('dtype')!r}")
     shape, offset, nbytes = entry.get("shape"), entry.get("offset"), entry.get("nbytes")

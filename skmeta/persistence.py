@@ -43,6 +43,7 @@ import re
 import sys
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, BinaryIO
 
@@ -307,6 +308,16 @@ def _torch_zip_reason(exc: BaseException) -> str:
 def _read_v1(file: str) -> tuple[dict, dict[str, dict[str, torch.Tensor]], Any]:
     """Read a format-version-1 file (a torch zip); return (header, groups, optimizer state)."""
     try:
+        with zipfile.ZipFile(file) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ValueError(f"{file!r} is not a readable skmeta model file: it is a zip archive "
+                         f"that cannot be read ({exc}); it may be truncated or damaged.") from exc
+    if not any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        raise ValueError(f"{file!r} is not a skmeta model file: it is a zip archive holding "
+                         f"{', '.join(repr(n) for n in names[:3]) or 'nothing'}"
+                         f"{', ...' if len(names) > 3 else ''}.")
+    try:
         payload = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # not chained: torch's message advises weights_only=False, wrong for untrusted files
@@ -496,6 +507,10 @@ def load(path: str | os.PathLike, *, trusted_modules: Iterable[str] = ()) -> Any
     budget = os.path.getsize(file)
     try:
         return _build(header, groups, optimizer_state, file, tuple(trusted_modules), budget)
+    except ValueError as exc:
+        if file in str(exc):
+            raise
+        raise ValueError(f"{file!r} cannot be loaded: {exc}") from exc
     except (KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
         raise ValueError(f"{file!r} is malformed: a model cannot be rebuilt from it "
                          f"({type(exc).__name__}: {exc}).") from exc
@@ -559,11 +574,14 @@ def _build_meta(cls: type, params: dict, attrs: dict, header: dict, groups: dict
 
     from . import base as _base
 
+    for key in params:  # skorch's constructor also takes some fitted state: not from files
+        if key.endswith("_") or key == "history":
+            raise ValueError(f"{file!r} is malformed: {key!r} is not a parameter.")
     try:
         est = cls(**params)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"{file!r} stores parameters that {cls.__name__} does not take "
-                         f"({exc}); it was written by another skmeta version or edited.") from exc
+                         f"({exc}); it was written by another skmeta version, or edited.") from exc
     allowed = set(est._saved_attributes()) | {"rng_state"}
     unknown = sorted(set(attrs) - allowed)
     if unknown or "rng_state" not in attrs or "input_shape_" not in attrs:

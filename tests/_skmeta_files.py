@@ -78,3 +78,22 @@ def rewrite_v1(path: str | os.PathLike, edit: Callable[[dict], None]) -> None:
     edit(header)
     payload["header"] = json.dumps(header)
     torch.save(payload, path)
+
+
+def rewrite_raw(path: str | os.PathLike, edit: Callable[[dict], None]) -> None:
+    """Edit a format-2 file's header JSON as it is, tensor table included, keeping the
+    tensor data bytes; recompute the lengths and the checksum."""
+    import hashlib
+    import struct
+
+    raw = open(path, "rb").read()
+    magic, version, flags, head_size, _ = struct.unpack("<8sIIQQ", raw[:32])
+    header = json.loads(raw[32:32 + head_size])
+    data = raw[_container._align(32 + head_size):-32]
+    edit(header)
+    head = json.dumps(header).encode()
+    body = struct.pack("<8sIIQQ", magic, version, flags, len(head), 0) + head
+    body += bytes(_container._align(len(body)) - len(body)) + data
+    body = body[:24] + struct.pack("<Q", len(body) + 32) + body[32:]
+    with open(path, "wb") as f:
+        f.write(body + hashlib.sha256(body).digest())
