@@ -85,7 +85,9 @@ def _encode(value: Any, where: str) -> Any:
         return [_encode(v, where) for v in value]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return {"__dict__": {k: _encode(v, f"{where}[{k!r}]") for k, v in value.items()}}
-    if isinstance(value, np.ndarray) and value.dtype.kind in "biufUS":
+    if isinstance(value, np.ndarray) and (value.dtype.kind in "biufUS" or (
+            value.dtype.kind == "O" and all(v is None or isinstance(v, (bool, int, float, str))
+                                            for v in value.ravel().tolist()))):
         return {"__array__": value.tolist(), "dtype": value.dtype.str}
     raise ValueError(f"{where}= a {type(value).__name__} instance cannot be stored in the safe "
                      "format (only numbers, "
@@ -117,8 +119,10 @@ def _resolve(path: Any, trusted: tuple[str, ...], file: str) -> type:
 
 
 def _decode_array(value: dict, file: str) -> np.ndarray:
-    natural = np.asarray(value["__array__"])
     dtype = np.dtype(value["dtype"])
+    if dtype.kind == "O":  # labels of mixed Python types (e.g. from a pandas column)
+        return np.asarray(value["__array__"], dtype=object)
+    natural = np.asarray(value["__array__"])
     if dtype.kind not in "biufUS" or natural.dtype.kind not in "biufUS":
         raise ValueError(f"{file!r} is malformed: an array of dtype {dtype} cannot be stored.")
     if dtype.kind in "US" and dtype.itemsize > natural.dtype.itemsize:
@@ -434,6 +438,14 @@ def _checked_module(build: Callable[[dict], nn.Module], kwargs: dict,
                          "it.")
 
 
+def _load_state(module: nn.Module, state: Mapping[str, torch.Tensor], file: str) -> None:
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:  # shapes were checked on the meta device; a module may differ
+        raise ValueError(f"{file!r} is inconsistent: its tensors do not fit the network "
+                         f"{type(module).__name__} ({exc}).") from exc
+
+
 def load(path: str | os.PathLike, *, trusted_modules: Iterable[str] = ()) -> Any:
     """Load a model saved with :func:`save`, without running code from the file.
 
@@ -556,7 +568,7 @@ def _build_adapted(cls: type, attrs: dict, groups: dict, file: str, budget: int)
     _checked_module(lambda kw: module_class(**kw), kwargs, groups["module"], file=file,
                     what=what, budget=budget)
     module = module_class(**kwargs)  # shapes checked: allocates what the file holds
-    module.load_state_dict(groups["module"])
+    _load_state(module, groups["module"], file)
     module.eval()
     model = cls()
     for k, v in attrs.items():
@@ -606,7 +618,7 @@ def _build_meta(cls: type, params: dict, attrs: dict, header: dict, groups: dict
                         est.get_params_for("criterion"), None, file=file, budget=budget,
                         what=f"the criterion {est.criterion.__name__}")
     est.initialize()
-    est.module_.load_state_dict(groups["module"])
+    _load_state(est.module_, groups["module"], file)
     try:
         est.optimizer_.load_state_dict(optimizer_state)
     except (ValueError, KeyError, TypeError, RuntimeError) as exc:

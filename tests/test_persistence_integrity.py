@@ -301,8 +301,11 @@ def test_edits_that_do_not_fit_the_network_are_refused(files, tmp_path):
     rewrite(path, lambda h: h.update(kind="meta"))
     _refused(path, "Unknown model class 'AdaptedRegressor' .kind 'meta'.")
     path.write_bytes(files.data["adapted"])
-    rewrite(path, lambda h: h["attrs"].update(classes_={"__array__": [1], "dtype": "|O"}))
-    _refused(path, "an array of dtype object cannot be stored")
+    rewrite(path, lambda h: h["attrs"].update(classes_={"__array__": [1], "dtype": "|V9999"}))
+    _refused(path, "an array of dtype .V9999 cannot be stored")
+    path.write_bytes(files.data["adapted"])
+    rewrite(path, lambda h: h["attrs"].update(classes_={"__array__": ["a"], "dtype": "<U99999"}))
+    assert skmeta.load(path).classes_.dtype == np.dtype("<U1")  # never wider than its strings
 
 
 _MEMORY_SCRIPT = textwrap.dedent("""
@@ -399,6 +402,17 @@ def test_version_1_files_still_load_with_a_warning(models, tmp_path):
         skmeta.save(loaded, tmp_path / f"{kind}.v2")  # the conversion the warning asks for
         np.testing.assert_array_equal(_predict(skmeta.load(tmp_path / f"{kind}.v2"), kind,
                                                models), models.expected[kind])
+
+
+def test_object_labels_round_trip(pool, tmp_path):
+    X, y = pool
+    labels = np.array([f"c{i}" for i in range(20)], dtype=object)[y]  # e.g. a pandas column
+    clf = MAMLClassifier(n_way=3, k_shot=2, n_query=2, n_episodes=10, **FAST).fit(X, labels)
+    adapted = clf.adapt(X[y < 3], labels[y < 3])
+    adapted.save(tmp_path / "clf.skmeta")
+    loaded = skmeta.load(tmp_path / "clf.skmeta")
+    assert loaded.classes_.dtype == object and loaded.classes_.tolist() == ["c0", "c1", "c2"]
+    np.testing.assert_array_equal(loaded.predict(X), adapted.predict(X))
 
 
 def test_version_1_classifier_keeps_its_labels(pool, tmp_path):
