@@ -309,18 +309,35 @@ def _torch_zip_reason(exc: BaseException) -> str:
     return text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
 
 
-def _read_v1(file: str) -> tuple[dict, dict[str, dict[str, torch.Tensor]], Any]:
-    """Read a format-version-1 file (a torch zip); return (header, groups, optimizer state)."""
+def _check_torch_zip(source: str | BinaryIO, what: str) -> None:
+    """Refuse a zip that torch.save did not write, before torch reads it.
+
+    torch.save stores every entry uncompressed; a compressed entry could inflate to
+    far more memory than the file's size (a "zip bomb"), so it is refused.
+    """
+    name = repr(source) if isinstance(source, str) else what
     try:
-        with zipfile.ZipFile(file) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ValueError(f"{file!r} is not a readable skmeta model file: it is a zip archive "
+        with zipfile.ZipFile(source) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"{name} is not a readable skmeta model file: it is a zip archive "
                          f"that cannot be read ({exc}); it may be truncated or damaged.") from exc
+    names = [e.filename for e in entries]
     if not any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
-        raise ValueError(f"{file!r} is not a skmeta model file: it is a zip archive holding "
+        raise ValueError(f"{name} is not a skmeta model file: it is a zip archive holding "
                          f"{', '.join(repr(n) for n in names[:3]) or 'nothing'}"
                          f"{', ...' if len(names) > 3 else ''}.")
+    packed = [e.filename for e in entries
+              if e.compress_type != zipfile.ZIP_STORED or e.compress_size != e.file_size]
+    if packed:
+        raise ValueError(f"{name} is not a skmeta model file: its zip entries {packed[:3]} are "
+                         "compressed, which torch.save never does (a compressed entry could "
+                         "inflate far beyond the file's size); refusing to read it.")
+
+
+def _read_v1(file: str) -> tuple[dict, dict[str, dict[str, torch.Tensor]], Any]:
+    """Read a format-version-1 file (a torch zip); return (header, groups, optimizer state)."""
+    _check_torch_zip(file, file)
     try:
         payload = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -359,6 +376,7 @@ def _read_v1(file: str) -> tuple[dict, dict[str, dict[str, torch.Tensor]], Any]:
         raw = tensors.get("optimizer")
         if not isinstance(raw, torch.Tensor) or raw.dtype is not torch.uint8:
             raise ValueError(f"{file!r} is malformed: it holds no optimizer state.")
+        _check_torch_zip(io.BytesIO(raw.numpy().tobytes()), f"{file!r}'s optimizer state")
         try:
             optimizer_state = torch.load(io.BytesIO(raw.numpy().tobytes()), map_location="cpu",
                                          weights_only=True)

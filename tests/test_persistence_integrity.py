@@ -437,3 +437,14 @@ def test_damaged_version_1_files_are_refused(models, tmp_path):
     rewrite_v1(path, lambda h: h.update(format_version=5))
     _refused(path, "announces skmeta file format version 5; zip files were only written in "
                    "format version 1")
+
+
+def test_compressed_version_1_archives_are_refused(models, tmp_path):
+    """A deflated entry could inflate far beyond the file (torch.load would read it)."""
+    path, packed = tmp_path / "a.v1", tmp_path / "packed.v1"
+    save_v1(models.adapted, path)
+    with zipfile.ZipFile(path) as src, \
+            zipfile.ZipFile(packed, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+    _refused(packed, r"zip entries \[.*\] are compressed, which torch.save never does")
