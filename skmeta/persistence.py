@@ -61,6 +61,11 @@ FORMAT_VERSION = 2
 _V1_MAGIC = "skmeta-model"
 _ALWAYS_TRUSTED = ("torch", "skmeta")
 _TRAINING_ONLY = ("callbacks", "train_split")
+#: Tensor groups of a meta-learner's file besides "module" and "optimizer": group name ->
+#: the fitted attribute (an ``nn.Module``, e.g. an ``nn.ParameterDict``) whose state_dict
+#: the group holds. It is built by ``initialize()`` and its state loaded after it. Storing
+#: more learnable state (such as learned per-parameter inner learning rates) is one entry.
+_EXTRA_GROUPS: dict[str, str] = {}
 _ADAPTED_ATTRIBUTES = ("module_class_", "module_kwargs_", "device_", "input_shape_", "y_ndim_",
                        "meta_estimator_", "classes_")
 
@@ -274,8 +279,8 @@ def save(obj: Any, path: str | os.PathLike) -> None:
         attrs["rng_state"] = _encode(obj.rng_.bit_generator.state, "rng_")
         optimizer_tensors: dict[str, torch.Tensor] = {}
         optimizer_state = _pack(obj.optimizer_.state_dict(), optimizer_tensors, "optimizer_")
-        # one entry per tensor group; loading restores each group it knows
-        groups = {"module": _cpu_state(obj.module_), "optimizer": optimizer_tensors}
+        groups = {"module": _cpu_state(obj.module_), "optimizer": optimizer_tensors,
+                  **{g: _cpu_state(getattr(obj, a)) for g, a in _EXTRA_GROUPS.items()}}
         kind = "meta"
         extra = {"history": json.dumps(obj.history_.to_list(), default=float),
                  "optimizer_state": optimizer_state}
@@ -637,6 +642,12 @@ def _build_meta(cls: type, params: dict, attrs: dict, header: dict, groups: dict
                         what=f"the criterion {est.criterion.__name__}")
     est.initialize()
     _load_state(est.module_, groups["module"], file)
+    for group, attribute in _EXTRA_GROUPS.items():
+        if group not in groups:
+            raise ValueError(f"{file!r} holds no {group!r} tensors, which {cls.__name__} "
+                             f"needs for {attribute}; it was written by an older skmeta. Load "
+                             "it with that version and save it again, or use pickle/joblib.")
+        _load_state(getattr(est, attribute), groups[group], file)
     try:
         est.optimizer_.load_state_dict(optimizer_state)
     except (ValueError, KeyError, TypeError, RuntimeError) as exc:

@@ -448,3 +448,19 @@ def test_compressed_version_1_archives_are_refused(models, tmp_path):
         for info in src.infolist():
             dst.writestr(info.filename, src.read(info.filename))
     _refused(packed, r"zip entries \[.*\] are compressed, which torch.save never does")
+
+
+def test_a_tensor_group_is_one_entry(models, tmp_path, monkeypatch):
+    """More learnable state (e.g. learned inner learning rates) is one _EXTRA_GROUPS entry."""
+    from skmeta import persistence
+
+    path = tmp_path / "meta.skmeta"
+    models.meta.save(path)  # written without the group
+    monkeypatch.setitem(persistence._EXTRA_GROUPS, "inner_state", "module_")  # a stand-in
+    _refused(path, "holds no 'inner_state' tensors, which MAMLRegressor needs for module_")
+    models.meta.save(path)
+    _, _, groups = _container.read(path, max_version=2)
+    assert set(groups) == {"module", "optimizer", "inner_state"}
+    loaded = skmeta.load(path)
+    for a, b in zip(loaded.module_.parameters(), models.meta.module_.parameters()):
+        assert torch.equal(a, b)
