@@ -381,10 +381,10 @@ def _read_v1(file: str) -> tuple[dict, dict[str, dict[str, torch.Tensor]], Any]:
         raw = tensors.get("optimizer")
         if not isinstance(raw, torch.Tensor) or raw.dtype is not torch.uint8:
             raise ValueError(f"{file!r} is malformed: it holds no optimizer state.")
-        _check_torch_zip(io.BytesIO(raw.numpy().tobytes()), f"{file!r}'s optimizer state")
+        blob = raw.numpy().tobytes()
+        _check_torch_zip(io.BytesIO(blob), f"{file!r}'s optimizer state")
         try:
-            optimizer_state = torch.load(io.BytesIO(raw.numpy().tobytes()), map_location="cpu",
-                                         weights_only=True)
+            optimizer_state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             raise ValueError(f"{file!r} is not a skmeta model file: its optimizer state holds "
                              f"pickled objects other than tensors ({_torch_zip_reason(exc)}); "
@@ -406,6 +406,12 @@ def _spec(tensors: Mapping[str, torch.Tensor]) -> dict[str, tuple[tuple[int, ...
 
 def _describe_spec(spec: tuple[tuple[int, ...], torch.dtype]) -> str:
     return f"{list(spec[0])} {str(spec[1]).removeprefix('torch.')}"
+
+
+def _network(cls: Any, kwargs: dict) -> str:
+    """``Class(**kwargs)`` for messages, shortened (a file may hold long arguments)."""
+    text = f"{getattr(cls, '__name__', cls)}(**{kwargs})"
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _nbytes(tensors: Iterable[torch.Tensor]) -> int:
@@ -528,19 +534,18 @@ def load(path: str | os.PathLike, *, trusted_modules: Iterable[str] = ()) -> Any
     ValueError: '...clf.skmeta' fails its SHA-256 integrity check: ...
     """
     file = os.fspath(path)
-    try:
+    optimizer_state = None
+    try:  # checks 1 to 5 (see the module's docstring)
         _, header, groups = _container.read(file, max_version=FORMAT_VERSION)
     except _container.NotAContainerError as exc:
         if not exc.torch_zip:
             raise
         header, groups, optimizer_state = _read_v1(file)
-    else:
-        optimizer_state = None
-        if header.get("kind") == "meta":
+    budget = os.path.getsize(file)
+    try:  # checks 6 and 7, then the model is built
+        if header.get("kind") == "meta" and optimizer_state is None:
             optimizer_state = _unpack(header.get("optimizer_state"),
                                       groups.get("optimizer", {}), file)
-    budget = os.path.getsize(file)
-    try:
         return _build(header, groups, optimizer_state, file, tuple(trusted_modules), budget)
     except ValueError as exc:
         if file in str(exc):
@@ -587,7 +592,7 @@ def _build_adapted(cls: type, attrs: dict, groups: dict, file: str, budget: int)
     if not (isinstance(module_class, type) and issubclass(module_class, nn.Module)) \
             or not isinstance(kwargs, dict):
         raise ValueError(f"{file!r} is malformed: it names no network class and arguments.")
-    what = f"the network {module_class.__name__}(**{kwargs})"
+    what = f"the network {_network(module_class, kwargs)}"
     _checked_module(lambda kw: module_class(**kw), kwargs, groups["module"], file=file,
                     what=what, budget=budget)
     module = module_class(**kwargs)  # shapes checked: allocates what the file holds
@@ -635,7 +640,7 @@ def _build_meta(cls: type, params: dict, attrs: dict, header: dict, groups: dict
     kwargs = est.get_module_kwargs()
     _checked_module(lambda kw: est.initialized_instance(est.module, kw), kwargs,
                     groups["module"], file=file, budget=budget,
-                    what=f"the network {getattr(est.module, '__name__', est.module)}(**{kwargs})")
+                    what=f"the network {_network(est.module, kwargs)}")
     if isinstance(est.criterion, type):
         _checked_module(lambda kw: est.initialized_instance(est.criterion, kw),
                         est.get_params_for("criterion"), None, file=file, budget=budget,
