@@ -142,7 +142,7 @@ def _describe(start: bytes) -> tuple[str, bool]:
         return "is a numpy .npy file", False
     if start.startswith(b"\x89HDF\r\n\x1a\n"):
         return "is an HDF5 file", False
-    if len(start) >= 9 and start[8:9] == b"{":
+    if start[8:9] == b"{" and int.from_bytes(start[:8], "little") < 1 << 30:
         return "looks like a safetensors file", False
     if start.lstrip()[:1] in (b"{", b"["):
         return "looks like a JSON file", False
