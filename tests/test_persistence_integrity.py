@@ -212,6 +212,7 @@ def test_foreign_files_are_named(tmp_path):
         "text.txt": (b"hello world\n", "it is a text file starting with 'hello world"),
         "data.json": (json.dumps({"a": 1}).encode(), "it looks like a JSON file"),
         "arr.npy": (b"\x93NUMPY\x01\x00" + bytes(20), "it is a numpy .npy file"),
+        "w.safetensors": ((2).to_bytes(8, "little") + b"{}", "it looks like a safetensors"),
     }
     for name, (content, match) in cases.items():
         (tmp_path / name).write_bytes(content)
