@@ -1,5 +1,6 @@
 """skmeta: optimization-based meta-learning as scikit-learn estimators on skorch."""
 
+from ._version import __version__  # noqa: F401 - the package version
 from .adapted import AdaptedClassifier, AdaptedRegressor
 from .batching import TaskSplit
 from .maml import MAMLClassifier, MAMLRegressor
@@ -7,8 +8,6 @@ from .persistence import load, save
 from .pretrained import PretrainedClassifier, PretrainedRegressor
 from .reptile import ReptileClassifier, ReptileRegressor
 from .tasks import EpisodeSampler, Task, TaskTransformer
-
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "MAMLRegressor",

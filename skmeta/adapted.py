@@ -21,6 +21,8 @@ from skorch.exceptions import DeviceWarning
 from torch import nn
 
 from .functional import inner_step
+from .persistence import save as _save
+from .registry import register_adapted
 from .tasks import check_task_arrays
 
 __all__ = ["AdaptedRegressor", "AdaptedClassifier", "copy_module"]
@@ -80,6 +82,11 @@ class _AdaptedModel(BaseEstimator):
 
     _skmeta_role = "adapted"
     step_: int | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            register_adapted(cls)
 
     @classmethod
     def _from_meta(cls, meta, module: nn.Module, classes, y_ndim: int, *, adapt_steps: int,
@@ -141,10 +148,14 @@ class _AdaptedModel(BaseEstimator):
         return hasattr(self, "module_")
 
     def save(self, path) -> None:
-        """Save in skmeta's safe format (tensors + JSON); see :func:`skmeta.save`."""
-        from .persistence import save
+        """Save in skmeta's safe format (tensors + JSON); see :func:`skmeta.save`.
 
-        save(self, path)
+        Parameters
+        ----------
+        path : str or path-like
+            Written atomically.
+        """
+        _save(self, path)
 
     def fit(self, X, y=None):
         """Not supported: adapted models come from a meta-learner's ``adapt``.

@@ -20,11 +20,13 @@ import sys
 import warnings
 from importlib import metadata
 
-__all__ = ["all_estimators", "find", "register", "ENTRY_POINT_GROUP", "PluginWarning"]
+__all__ = ["all_estimators", "find", "find_adapted", "register", "register_adapted",
+           "ENTRY_POINT_GROUP", "PluginWarning"]
 
 ENTRY_POINT_GROUP = "skmeta.estimators"
 
 _REGISTERED: dict[str, type] = {}
+_ADAPTED: dict[str, type] = {}
 _LOADED_ENTRY_POINTS: set[str] = set()
 
 
@@ -64,6 +66,52 @@ def register(cls: type) -> type:
     """
     _REGISTERED[f"{cls.__module__}:{cls.__qualname__}"] = cls
     return cls
+
+
+def register_adapted(cls: type) -> type:
+    """Record a class of adapted models (what ``adapt`` returns), for :func:`skmeta.load`.
+
+    Parameters
+    ----------
+    cls : type
+        A subclass of skmeta's adapted-model base.
+
+    Returns
+    -------
+    cls : type
+        Unchanged, so this can be used as a decorator.
+
+    Examples
+    --------
+    >>> from skmeta import AdaptedRegressor
+    >>> from skmeta.registry import find_adapted
+    >>> find_adapted("AdaptedRegressor") is AdaptedRegressor
+    True
+    """
+    _ADAPTED[cls.__name__] = cls
+    return cls
+
+
+def find_adapted(name: str) -> type | None:
+    """The adapted-model class called ``name``, or None.
+
+    Parameters
+    ----------
+    name : str
+        ``"AdaptedRegressor"`` or ``"AdaptedClassifier"`` (or a plugin's).
+
+    Returns
+    -------
+    cls : type or None
+
+    Examples
+    --------
+    >>> from skmeta.registry import find_adapted
+    >>> find_adapted("AdaptedClassifier").__name__
+    'AdaptedClassifier'
+    """
+    _load_entry_points()
+    return _ADAPTED.get(name)
 
 
 def _load_entry_points() -> None:

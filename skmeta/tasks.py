@@ -130,6 +130,29 @@ def _check_y(y: Any, n: int, where: str, classification: bool) -> np.ndarray:
     return y
 
 
+def _continuous_targets(y: np.ndarray, where: str) -> str | None:
+    """Why ``y``, given as class labels, looks like regression targets (None if it does not).
+
+    Like scikit-learn's ``type_of_target(y) == "continuous"`` (floats that are not all
+    whole numbers), and with more than half of the values distinct, so that float
+    labels that repeat (a few classes) are left alone.
+    """
+    y = np.asarray(y)
+    if y.dtype.kind != "f" or y.size < 2:
+        return None
+    finite = y[np.isfinite(y)]
+    if np.all(finite == np.round(finite)):
+        return None
+    distinct = np.unique(finite)
+    if len(distinct) <= len(y) / 2:
+        return None
+    examples = ", ".join(f"{v:.4g}" for v in finite[:3])
+    return (f"{where}: y looks continuous ({len(distinct)} distinct "
+            f"float values among {len(y)}, e.g. {examples}), but a classifier needs class "
+            "labels. For regression tasks use a regressor such as MAMLRegressor, with "
+            "fit(X, y, groups=task_ids) or a list of (X, y) pairs, one per task.")
+
+
 def check_task_arrays(X: Any, y: Any, *, where: str = "task",
                       classification: bool) -> tuple[np.ndarray, np.ndarray]:
     """Validate and convert one task's ``X`` and ``y`` (numeric, finite, same length)."""
@@ -424,6 +447,9 @@ def split_task(task, *, k_shot: int, n_query: int | None, rng: np.random.Generat
         members = np.flatnonzero(y_idx == c)
         needed = _n_needed(k_shot, n_query) if need_query else k_shot
         if len(members) < needed:
+            continuous = _continuous_targets(y, where)
+            if continuous:
+                raise ValueError(continuous)
             label = classes[c].item() if isinstance(classes[c], np.generic) else classes[c]
             raise ValueError(f"{where}: class {label!r} has {len(members)} examples but "
                              f"k_shot={k_shot} support + "
@@ -452,6 +478,10 @@ def encode_labels(y_support: np.ndarray, y_query: np.ndarray | None, *, n_way: i
     """
     classes, ys = np.unique(y_support, return_inverse=True)
     if len(classes) > n_way:
+        if y_query is not None:  # support and query together: enough values to judge
+            continuous = _continuous_targets(np.concatenate([y_support, y_query]), where)
+            if continuous:
+                raise ValueError(continuous)
         raise ValueError(f"{where} has {len(classes)} classes but n_way={n_way}; raise n_way "
                          "(the network's output size) or split the task.")
     yq = None
@@ -559,6 +589,9 @@ class EpisodeSampler(Sequence):
                 raise ValueError(f"The '{name}' parameter of EpisodeSampler must be an int >= "
                                  f"{low}. Got {value!r} instead.")
         self.X, self.y = check_task_arrays(X, y, where="the pool", classification=True)
+        continuous = _continuous_targets(self.y, "the pool")
+        if continuous:
+            raise ValueError(continuous)
         self.n_way, self.k_shot, self.n_query = int(n_way), int(k_shot), int(n_query)
         self.n_episodes = int(n_episodes)
         self.within_groups = bool(within_groups)

@@ -39,7 +39,8 @@ PUBLIC_MODULES = [
 # Documented for algorithm authors and for the file format; their names must be in the
 # API reference too, but need no Examples section.
 REFERENCE_ONLY_MODULES = ["skmeta.base", "skmeta.persistence", "skmeta.batching",
-                          "skmeta.engines", "skmeta.parameters", "skmeta.targets"]
+                          "skmeta.engines", "skmeta.parameters", "skmeta.targets",
+                          "skmeta.adaptation", "skmeta.inner_state"]
 
 # Public classes/functions that still lack an Examples section with a doctest. Remove a
 # name once its docstring has one (test_known_missing_examples_is_current says when).
