@@ -2,8 +2,11 @@
 
 from ._version import __version__  # noqa: F401 - the package version
 from .adapted import AdaptedClassifier, AdaptedRegressor
+from .anil import ANILClassifier, ANILRegressor
 from .batching import TaskSplit
 from .maml import MAMLClassifier, MAMLRegressor
+from .mamlpp import MAMLPlusPlusClassifier, MAMLPlusPlusRegressor
+from .metasgd import MetaSGDClassifier, MetaSGDRegressor
 from .persistence import load, save
 from .pretrained import PretrainedClassifier, PretrainedRegressor
 from .reptile import ReptileClassifier, ReptileRegressor
@@ -12,6 +15,12 @@ from .tasks import EpisodeSampler, Task, TaskTransformer
 __all__ = [
     "MAMLRegressor",
     "MAMLClassifier",
+    "MetaSGDRegressor",
+    "MetaSGDClassifier",
+    "ANILRegressor",
+    "ANILClassifier",
+    "MAMLPlusPlusRegressor",
+    "MAMLPlusPlusClassifier",
     "ReptileRegressor",
     "ReptileClassifier",
     "PretrainedRegressor",

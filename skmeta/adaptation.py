@@ -85,13 +85,18 @@ class AdaptationMixin:
                         preds[pos] = out[j]
         return losses, preds
 
+    def _rates(self, inner_lr: float | None) -> str:
+        """The inner learning rate(s) adaptation uses, in words."""
+        if len(list(self.inner_state_.parameters())):
+            return f"the learned inner learning rates (initialised at inner_lr={self.inner_lr})"
+        return f"inner_lr={self.inner_lr if inner_lr is None else inner_lr}"
+
     def _raise_diverged(self, steps: int, inner_lr: float | None, batch: MetaBatch):
-        lr = self.inner_lr if inner_lr is None else inner_lr
         what = "this task" if len(batch) == 1 else "some tasks"
         raise FloatingPointError(
             f"Adaptation diverged on {what}: the adapted weights are not finite after "
-            f"{steps} step(s) with inner_lr={lr}. Use a smaller inner_lr or fewer adapt_steps "
-            "(and features of unit scale).")
+            f"{steps} step(s) with {self._rates(inner_lr)}. Use a smaller inner_lr or fewer "
+            "adapt_steps (and features of unit scale).")
 
     def _check_adapt_args(self, adapt_steps, inner_lr, steps, lr) -> tuple[int, float | None]:
         check_is_fitted(self, ["module_", "input_shape_"])
@@ -244,7 +249,7 @@ class AdaptationMixin:
             warnings.warn(f"Adaptation diverged on {int((~np.isfinite(scores)).sum())} of "
                           f"{len(scores)} "
                           f"task(s) (non-finite adapted weights or predictions after "
-                          f"{self._adapt_steps()} step(s) with inner_lr={self.inner_lr}); their "
+                          f"{self._adapt_steps()} step(s) with {self._rates(None)}); their "
                           "score is NaN. Use a smaller inner_lr or fewer adapt_steps.",
                           RuntimeWarning, stacklevel=3)
         return scores, nums, dens

@@ -120,6 +120,29 @@ class BaseMetaLearner(AdaptationMixin, NeuralNet):
         # _params_to_validate, which skorch itself leaks into get_params.
         return [k for k in super()._get_param_names() if not k.startswith("_")]
 
+    def set_params(self, **params):
+        """Set parameters (validated when fitting starts, as scikit-learn recommends).
+
+        Parameters
+        ----------
+        **params : dict
+            Parameter names mapped to their new values, including ``module__*``,
+            ``optimizer__*`` and ``callbacks__*``.
+
+        Returns
+        -------
+        self : object
+        """
+        if "callbacks" in params:
+            callbacks = params["callbacks"]
+            # skorch initialises the callbacks now, from the value already set: set it
+            # first, and leave a value that is not a list to the check at fit
+            vars(self)["callbacks"] = callbacks
+            if not (callbacks is None or isinstance(callbacks, (list, tuple))
+                    or (isinstance(callbacks, str) and callbacks == "disable")):
+                del params["callbacks"]
+        return super().set_params(**params)
+
     def _check_params(self) -> None:
         validate_parameter_constraints(self._parameter_constraints,
                                        self.get_params(deep=False),
@@ -401,8 +424,10 @@ class BaseMetaLearner(AdaptationMixin, NeuralNet):
     task_pseudo_gradient = None  # (learner, task, engine) -> (loss, {name: pseudo-gradient})
 
     def _uses_second_order(self) -> bool:
-        """Whether meta-gradients differentiate through the inner steps (hook)."""
-        return False
+        """Whether meta-gradients differentiate through the inner steps (hook; used to choose
+        the engine): by default, when the algorithm has a ``first_order`` parameter set to False.
+        """
+        return "first_order" in self._param_table and not self.first_order
 
     def _meta_parameters(self) -> dict[str, torch.Tensor]:
         out = {f"module_.{k}": p for k, p in self.module_.named_parameters()}

@@ -3,53 +3,10 @@
 from __future__ import annotations
 
 from .base import BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
-from .functional import Learner, TaskBatch
-from .parameters import Param
+from .functional import query_loss
+from .parameters import FIRST_ORDER
 
-__all__ = ["MAMLRegressor", "MAMLClassifier", "maml_task_loss"]
-
-
-def maml_task_loss(learner: Learner, task: TaskBatch, *, steps: int, first_order: bool = False,
-                   engine: str = "vmap"):
-    """MAML's per-task objective: the query loss after ``steps`` inner steps.
-
-    Parameters
-    ----------
-    learner : skmeta.functional.Learner
-        The network, its meta-parameters and its inner-loop rule.
-    task : skmeta.functional.TaskBatch
-        One task (no task axis), with a query set.
-    steps : int
-        Inner steps on the support set.
-    first_order : bool, default=False
-        Treat the inner gradients as constants (first-order MAML).
-    engine : {"vmap", "loop"}, default="vmap"
-
-    Returns
-    -------
-    loss : Tensor
-        A scalar, differentiable with respect to the meta-parameters.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from torch import nn
-    >>> from skmeta import functional as F
-    >>> from skmeta.maml import maml_task_loss
-    >>> net = nn.Linear(1, 1)
-    >>> learner = F.Learner(net, dict(net.named_parameters()), {}, nn.functional.mse_loss,
-    ...                     F.sgd(0.1))
-    >>> batch = F.TaskBatch(*(torch.randn(3, 5, 1) for _ in range(4)))
-    >>> loss, grads = F.meta_gradient(lambda task, engine: maml_task_loss(
-    ...     learner, task, steps=2, engine=engine), [batch], learner.params)
-    >>> sorted(grads)
-    ['bias', 'weight']
-    """
-    if task.X_query is None:
-        raise ValueError("Meta-training needs a query set for every task (X_query, y_query).")
-    fasts = learner.run_inner(task.X_support, task.y_support, steps=steps,
-                              first_order=first_order, engine=engine)
-    return learner.loss(fasts[-1], task.X_query, task.y_query, step=max(steps - 1, 0))
+__all__ = ["MAMLRegressor", "MAMLClassifier"]
 
 
 class _BaseMAML(BaseMetaLearner):
@@ -60,15 +17,11 @@ class _BaseMAML(BaseMetaLearner):
     steps (second order) unless ``first_order=True``.
     """
 
-    _params = {"first_order": Param(False, "bool", "Drop the second-order terms of the "
-                                    "meta-gradient (first-order MAML).", ["boolean"])}
-
-    def _uses_second_order(self) -> bool:
-        return not self.first_order
+    _params = {"first_order": FIRST_ORDER}
 
     def task_objective(self, learner, task, engine):
-        return maml_task_loss(learner, task, steps=self.inner_steps,
-                              first_order=self.first_order, engine=engine)
+        return query_loss(learner, task, steps=self.inner_steps, first_order=self.first_order,
+                          engine=engine)
 
 
 _REFERENCES = """

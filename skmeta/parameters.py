@@ -1,12 +1,13 @@
 """The estimators' hyper-parameters: one table per class, one word per concept.
 
 Every meta-learner declares its hyper-parameters once, as :class:`Param` entries
-in a ``_params`` class attribute (and new defaults for inherited ones in
-``_param_defaults``). The tables are merged along the class hierarchy, and from
-the merged table come the class's ``__init__`` signature (keyword-only after
-``module``, so :func:`inspect.signature`, :func:`help` and the API reference list
-every parameter with its default), the "Parameters" section of its docstring, and
-the constraints that are validated when fitting starts (scikit-learn's
+in a ``_params`` class attribute (new defaults for inherited ones go in
+``_param_defaults``, new descriptions in ``_param_docs``). The tables are merged
+along the class hierarchy, and from the merged table come the class's
+``__init__`` signature (keyword-only after ``module``, so
+:func:`inspect.signature`, :func:`help` and the API reference list every
+parameter with its default), the "Parameters" section of its docstring, and the
+constraints that are validated when fitting starts (scikit-learn's
 ``_parameter_constraints``, never in ``__init__`` or ``set_params``).
 
 Examples
@@ -33,7 +34,8 @@ from torch import nn
 
 from .modules import MLP
 
-__all__ = ["Param", "Attribute", "build_table", "install", "SHARED_PARAMS", "SHARED_ATTRIBUTES"]
+__all__ = ["Param", "Attribute", "build_table", "install", "SHARED_PARAMS", "SHARED_ATTRIBUTES",
+           "FIRST_ORDER"]
 
 _SECTIONS = ("See Also", "Notes", "References", "Examples")
 
@@ -81,6 +83,8 @@ def build_table(cls: type) -> dict[str, Param]:
     table = _merged(cls, "_params")
     for name, default in _merged(cls, "_param_defaults").items():
         table[name] = dataclasses.replace(table[name], default=default)
+    for name, doc in _merged(cls, "_param_docs").items():
+        table[name] = dataclasses.replace(table[name], doc=doc)
     return table
 
 
@@ -231,6 +235,10 @@ SHARED_PARAMS: dict[str, Param] = {
     "torch_load_kwargs": Param(None, "dict or None", "Passed to skorch for loading parameters.",
                                [dict, None]),
 }
+
+FIRST_ORDER = Param(False, "bool", "Drop the second-order terms of the meta-gradient: the "
+                    "inner gradients are treated as constants (first-order MAML).", ["boolean"])
+"""The ``first_order`` parameter, shared by the algorithms that differentiate the inner loop."""
 
 SHARED_ATTRIBUTES: dict[str, Attribute] = {
     "module_": Attribute("torch.nn.Module", "The network holding the meta-parameters."),

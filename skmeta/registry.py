@@ -28,6 +28,7 @@ ENTRY_POINT_GROUP = "skmeta.estimators"
 _REGISTERED: dict[str, type] = {}
 _ADAPTED: dict[str, type] = {}
 _LOADED_ENTRY_POINTS: set[str] = set()
+_PLUGIN_MODULES: set[str] = set()  # modules named by entry points that loaded
 
 
 class PluginWarning(UserWarning):
@@ -122,6 +123,7 @@ def _load_entry_points() -> None:
         _LOADED_ENTRY_POINTS.add(key)
         try:
             ep.load()
+            _PLUGIN_MODULES.add(ep.value.partition(":")[0].strip())
         except Exception as exc:  # a broken plugin must not break skmeta
             warnings.warn(f"The skmeta plugin entry point {key!r} failed to load: "
                           f"{type(exc).__name__}: {exc}", PluginWarning, stacklevel=3)
@@ -130,10 +132,10 @@ def _load_entry_points() -> None:
 def _is_public(cls: type) -> bool:
     if cls.__name__.startswith("_") or not getattr(cls, "_skmeta_kind", None):
         return False
-    top = cls.__module__.split(".")[0]
-    if top == "__main__":
-        return False
-    return top != "skmeta" or cls.__name__ in getattr(sys.modules.get(top), "__all__", ())
+    module = cls.__module__
+    if module.split(".")[0] == "skmeta":
+        return cls.__name__ in getattr(sys.modules.get("skmeta"), "__all__", ())
+    return any(module == m or module.startswith(m + ".") for m in _PLUGIN_MODULES)
 
 
 def all_estimators(type_filter: str | None = None, *, plugins: bool = True
@@ -142,9 +144,8 @@ def all_estimators(type_filter: str | None = None, *, plugins: bool = True
 
     Like :func:`sklearn.utils.discovery.all_estimators`. A class counts when it
     is a concrete regressor or classifier whose name does not start with ``_``:
-    for skmeta's own modules, one exported from ``skmeta``; for other packages,
-    any such class defined in a module that was imported (entry points import
-    theirs).
+    for skmeta, one exported from ``skmeta``; for other packages, one defined in
+    a module (or package) that a ``skmeta.estimators`` entry point names.
 
     Parameters
     ----------

@@ -33,7 +33,11 @@ PUBLIC_MODULES = [
     "skmeta.maml",
     "skmeta.reptile",
     "skmeta.pretrained",
+    "skmeta.metasgd",
+    "skmeta.anil",
+    "skmeta.mamlpp",
     "skmeta.registry",
+    "skmeta.utils.estimator_checks",
     "skmeta.adapted",
 ]
 # Documented for algorithm authors and for the file format; their names must be in the

@@ -67,17 +67,28 @@ def test_adapt_equals_functional_inner_loop_and_leaves_meta_model_untouched(sinu
 def test_adapt_steps_and_lr_overrides(sinusoid_tasks):
     maml = MAMLRegressor(k_shot=10, **FAST).fit(sinusoid_tasks)
     X, y = sinusoid_tasks[0]
-    zero = maml.adapt(X[:10], y[:10], steps=0)
+    zero = maml.adapt(X[:10], y[:10], adapt_steps=0)
     meta_pred = F.forward(maml.module_, dict(maml.module_.named_parameters()), {},
                           torch.as_tensor(X)).detach().numpy().ravel()
     np.testing.assert_allclose(zero.predict(X), meta_pred, rtol=1e-6)
-    one = maml.adapt(X[:10], y[:10], steps=1, lr=0.5).predict(X)
-    two = maml.adapt(X[:10], y[:10], steps=3, lr=0.5).predict(X)
+    one = maml.adapt(X[:10], y[:10], adapt_steps=1, inner_lr=0.5).predict(X)
+    two = maml.adapt(X[:10], y[:10], adapt_steps=3, inner_lr=0.5).predict(X)
     assert not np.allclose(one, two)
-    with pytest.raises(ValueError, match="steps"):
-        maml.adapt(X[:10], y[:10], steps=-1)
-    with pytest.raises(ValueError, match="lr"):
-        maml.adapt(X[:10], y[:10], lr=0)
+    with pytest.raises(ValueError, match="'adapt_steps' parameter"):
+        maml.adapt(X[:10], y[:10], adapt_steps=-1)
+    with pytest.raises(ValueError, match="'inner_lr' parameter"):
+        maml.adapt(X[:10], y[:10], inner_lr=0)
+
+
+def test_old_adapt_keywords_still_work_with_a_future_warning(sinusoid_tasks):
+    maml = MAMLRegressor(k_shot=10, **FAST).fit(sinusoid_tasks)
+    X, y = sinusoid_tasks[0]
+    new = maml.adapt(X[:10], y[:10], adapt_steps=2, inner_lr=0.3).predict(X)
+    with pytest.warns(FutureWarning, match="'steps' keyword .* use adapt_steps="):
+        old = maml.adapt(X[:10], y[:10], steps=2, lr=0.3).predict(X)
+    np.testing.assert_array_equal(old, new)
+    with pytest.warns(FutureWarning, match="'lr' keyword .* use inner_lr="):
+        maml.adapt_tasks([(X[:10], y[:10])], lr=0.3)
 
 
 def test_adapt_tasks_batch_equals_single_adapt(sinusoid_tasks):

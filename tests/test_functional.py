@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from skmeta import functional as F
-from skmeta.maml import maml_task_loss
 from skmeta.modules import BatchNorm, ConvNet
 from skmeta.reptile import reptile_pseudo_gradient
 
@@ -24,7 +23,7 @@ def maml_meta_gradient(net, params, buffers, batches, *, loss_fn, inner_lr, step
     learner = _learner(net, params, buffers, loss_fn=loss_fn, inner_lr=inner_lr)
 
     def objective(task, engine):
-        return maml_task_loss(learner, task, steps=steps, first_order=first_order, engine=engine)
+        return F.query_loss(learner, task, steps=steps, first_order=first_order, engine=engine)
 
     return F.meta_gradient(objective, batches, learner.params, engine=engine,
                            chunk_size=chunk_size)

@@ -44,7 +44,7 @@ def test_adapted_classifier_roundtrip_keeps_labels(pool, tmp_path):
 def test_pretrained_classifier_adapted_model_roundtrip(pool, tmp_path):
     X, y = pool
     pre = PretrainedClassifier(n_way=3, k_shot=2, n_query=2, n_episodes=20, **FAST).fit(X, y)
-    adapted = pre.adapt(X[y < 3], y[y < 3], steps=3, lr=0.1)
+    adapted = pre.adapt(X[y < 3], y[y < 3], adapt_steps=3, inner_lr=0.1)
     skmeta.save(adapted, tmp_path / "pre.skmeta")
     np.testing.assert_array_equal(skmeta.load(tmp_path / "pre.skmeta").predict_proba(X),
                                   adapted.predict_proba(X))

@@ -23,9 +23,10 @@ The pieces, in the order data flows through them:
   vectorises the tasks (:func:`torch.func.vmap` over :func:`torch.func.grad`);
   ``"loop"`` runs one task after another with :func:`torch.autograd.grad`, the
   reference implementation the vectorised engine is tested against.
-  :func:`meta_gradient` (a per-task objective, e.g. MAML's query loss after the
-  inner loop) and :func:`mean_over_tasks` (a per-task pseudo-gradient, e.g.
-  Reptile's) build on it; :func:`adapt` and :func:`predict` too.
+  :func:`meta_gradient` (of a per-task objective, e.g. :func:`query_loss`,
+  MAML's query loss after the inner loop) and :func:`mean_over_tasks` (of a
+  per-task pseudo-gradient, e.g. Reptile's) build on it, as do :func:`adapt`
+  and :func:`predict`.
 
 Examples
 --------
@@ -41,10 +42,10 @@ MAML's meta-gradient, written with the core:
 ...                     F.sgd(0.1))
 >>> batch = F.TaskBatch(torch.randn(4, 5, 1), torch.randn(4, 5, 1),
 ...                     torch.randn(4, 5, 1), torch.randn(4, 5, 1))
->>> def query_loss(task, engine):
+>>> def objective(task, engine):
 ...     fasts = learner.run_inner(task.X_support, task.y_support, steps=1, engine=engine)
 ...     return learner.loss(fasts[-1], task.X_query, task.y_query)
->>> loss, grads = F.meta_gradient(query_loss, [batch], learner.params)
+>>> loss, grads = F.meta_gradient(objective, [batch], learner.params)
 >>> sorted(grads), grads["weight"].shape
 (['bias', 'weight'], torch.Size([1, 1]))
 >>> fast = F.adapt(learner, batch, steps=3)
@@ -65,7 +66,7 @@ from ._core import (
     meta_gradient,
     vmap_support,
 )
-from ._inner import Learner, adapt, check_head, predict
+from ._inner import Learner, adapt, check_head, predict, query_loss
 from ._rules import InnerRule, learned_lr, only, per_step_lr, sgd
 
 __all__ = [
@@ -82,6 +83,7 @@ __all__ = [
     "per_step_lr",
     "only",
     "Learner",
+    "query_loss",
     "check_head",
     "adapt",
     "predict",

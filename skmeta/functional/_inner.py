@@ -12,7 +12,7 @@ from torch.func import functional_call, grad
 from ._core import Engine, LossFn, Params, TaskBatch, forward, inner_step, map_tasks
 from ._rules import InnerRule
 
-__all__ = ["Learner", "adapt", "predict", "check_head"]
+__all__ = ["Learner", "query_loss", "adapt", "predict", "check_head"]
 
 
 def _detached(tensors: Mapping[str, Tensor]) -> Params:
@@ -207,6 +207,53 @@ class Learner:
                 fast = self.rule.update(fast, grads, self.state, step)
                 fasts.append(fast if tracking else _detached(fast))
         return fasts
+
+
+def query_loss(learner: Learner, task: TaskBatch, *, steps: int, first_order: bool = False,
+               engine: Engine = "vmap") -> Tensor:
+    """The query loss of one task after ``steps`` inner steps on its support set.
+
+    MAML's per-task objective (Finn et al., 2017), and that of every algorithm
+    that differs from MAML only in its inner rule (Meta-SGD, ANIL): the mean of
+    this over tasks is the meta-loss; its gradient flows through the inner loop
+    unless ``first_order``.
+
+    Parameters
+    ----------
+    learner : Learner
+        The network, its meta-parameters and its inner-loop rule.
+    task : TaskBatch
+        One task (no task axis), with a query set.
+    steps : int
+        Inner steps on the support set.
+    first_order : bool, default=False
+        Treat the inner gradients as constants (first-order MAML).
+    engine : {"vmap", "loop"}, default="vmap"
+
+    Returns
+    -------
+    loss : Tensor
+        A scalar, differentiable with respect to the meta-parameters and state.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from skmeta import functional as F
+    >>> net = nn.Linear(1, 1)
+    >>> learner = F.Learner(net, dict(net.named_parameters()), {}, nn.functional.mse_loss,
+    ...                     F.sgd(0.1))
+    >>> batch = F.TaskBatch(*(torch.randn(3, 5, 1) for _ in range(4)))
+    >>> loss, grads = F.meta_gradient(lambda task, engine: F.query_loss(
+    ...     learner, task, steps=2, engine=engine), [batch], learner.params)
+    >>> sorted(grads)
+    ['bias', 'weight']
+    """
+    if task.X_query is None:
+        raise ValueError("Meta-training needs a query set for every task (X_query, y_query).")
+    fasts = learner.run_inner(task.X_support, task.y_support, steps=steps,
+                              first_order=first_order, engine=engine)
+    return learner.loss(fasts[-1], task.X_query, task.y_query, step=max(steps - 1, 0))
 
 
 def check_head(learner: Learner, X: Tensor, *, rtol: float = 1e-5, atol: float = 1e-6) -> None:
