@@ -9,6 +9,7 @@ from .mamlpp import MAMLPlusPlusClassifier, MAMLPlusPlusRegressor
 from .metasgd import MetaSGDClassifier, MetaSGDRegressor
 from .persistence import load, save
 from .pretrained import PretrainedClassifier, PretrainedRegressor
+from .r2d2 import R2D2Classifier, R2D2Regressor
 from .reptile import ReptileClassifier, ReptileRegressor
 from .tasks import EpisodeSampler, Task, TaskTransformer
 
@@ -21,6 +22,8 @@ __all__ = [
     "ANILClassifier",
     "MAMLPlusPlusRegressor",
     "MAMLPlusPlusClassifier",
+    "R2D2Regressor",
+    "R2D2Classifier",
     "ReptileRegressor",
     "ReptileClassifier",
     "PretrainedRegressor",

@@ -211,13 +211,14 @@ class AdaptationMixin:
         if not isinstance(self.module, nn.Module):  # rebuildable from its class (safe format)
             kwargs = self.get_module_kwargs()
             if "n_outputs" in kwargs:
-                kwargs["n_outputs"] = self._adapted_n_outputs()
+                kwargs["n_outputs"] = self._adapted_n_outputs(classes)
             adapted.module_class_ = self.module
             adapted.module_kwargs_ = kwargs
         return adapted
 
-    def _adapted_n_outputs(self) -> int:
-        """Output size of the adaptation module (to rebuild adapted models from their class)."""
+    def _adapted_n_outputs(self, classes) -> int:
+        """Output size of an adapted network (to rebuild it from its class); ``classes`` are
+        the task's labels (None for regressors)."""
         return int(self._n_outputs())
 
     def _score(self, X, y, groups, metric) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

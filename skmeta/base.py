@@ -363,8 +363,8 @@ class BaseMetaLearner(AdaptationMixin, NeuralNet):
         devices = [torch.device(device)] if str(device).startswith("cuda") else []
         with torch.random.fork_rng(devices=devices):  # leaves the global RNG untouched
             torch.manual_seed(int(np.random.SeedSequence([self.seed_, 2]).generate_state(1)[0]))
-            module = self.initialized_instance(self.module, kwargs)
-        self.module_ = self.prepare_module(module)
+            module = self.prepare_module(self.initialized_instance(self.module, kwargs))
+        self.module_ = module
         rule = self.get_inner_rule()
         self.inner_state_ = InnerState(rule.init(rule.select(dict(module.named_parameters()))))
         if isinstance(self.module, nn.Module) and "module" not in self.cuda_dependent_attributes_:
@@ -373,7 +373,11 @@ class BaseMetaLearner(AdaptationMixin, NeuralNet):
         return self
 
     def prepare_module(self, module: nn.Module) -> nn.Module:
-        """Adjust a freshly built network for the algorithm (hook; unchanged by default)."""
+        """Adjust a freshly built network for the algorithm (hook; unchanged by default).
+
+        Runs inside the seeded random stream of the initialisation, so random draws
+        here are reproducible and leave the global generators alone.
+        """
         return module
 
     def initialize_criterion(self):

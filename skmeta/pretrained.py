@@ -150,7 +150,7 @@ class PretrainedClassifier(MetaClassifierMixin, _BasePretrained):
     def _saved_attributes(self) -> list[str]:
         return super()._saved_attributes() + ["pretrain_classes_"]
 
-    def _adapted_n_outputs(self) -> int:
+    def _adapted_n_outputs(self, classes) -> int:
         return int(self.n_way)  # adaptation uses a fresh n_way head
 
     def _n_outputs(self) -> int | None:

@@ -132,9 +132,10 @@ class MetaClassifierMixin:
 
         return sampler
 
-    def _encode_targets(self, ys, yq, *, rng, where):
-        perm = None if rng is None else rng.permutation(self.n_way)
-        return encode_labels(ys, yq, n_way=self.n_way, where=where, permutation=perm)
+    def _encode_targets(self, ys, yq, *, rng, where, n_way=None):
+        n_way = self.n_way if n_way is None else n_way
+        perm = None if rng is None else rng.permutation(n_way)
+        return encode_labels(ys, yq, n_way=n_way, where=where, permutation=perm)
 
     def _task_score(self, y_true: torch.Tensor, pred: torch.Tensor, classes, metric) -> float:
         y_true = classes[y_true.cpu().numpy()]

@@ -1,4 +1,4 @@
-"""Meta-SGD, ANIL and MAML++ against MAML and against hand-written references."""
+"""Meta-SGD, ANIL, MAML++ and R2-D2 against MAML and against hand-written references."""
 
 from __future__ import annotations
 
@@ -21,10 +21,12 @@ from skmeta import (
     MAMLRegressor,
     MetaSGDClassifier,
     MetaSGDRegressor,
+    R2D2Classifier,
+    R2D2Regressor,
 )
 from skmeta import functional as F
 from skmeta.mamlpp import msl_weights
-from skmeta.modules import ConvNet
+from skmeta.modules import MLP, ConvNet
 from skmeta.tasks import as_tasks
 
 FAST = dict(max_epochs=1, verbose=0, random_state=0)
@@ -47,6 +49,14 @@ def _state(est):
 def _initialized(Est, tasks, **kw):
     est = Est(**{**FAST, "max_epochs": 0, **kw}).fit(tasks)
     return est
+
+
+class DoubleMLP(MLP):
+    """A float64 MLP, to compare computations to rounding error."""
+
+    def __init__(self, in_features=None, n_outputs=None, **kwargs):
+        super().__init__(in_features, n_outputs, **kwargs)
+        self.double()
 
 
 class DoubleConvNet(ConvNet):
@@ -320,3 +330,78 @@ def test_vmap_equals_loop_in_float64_second_order_with_batch_norm(Est, extra):
     torch.testing.assert_close(lv, ll, rtol=1e-10, atol=1e-12)
     for k in gl:
         torch.testing.assert_close(gv[k], gl[k], rtol=1e-8, atol=1e-10, msg=k)
+
+
+# --------------------------------------------------------------------- R2-D2
+
+
+def test_r2d2_head_is_the_ridge_solution_on_the_features(sinusoid_tasks):
+    est = _initialized(R2D2Regressor, sinusoid_tasks, k_shot=10, alpha=0.3,
+                       module__hidden=(8, 8))
+    X, y = sinusoid_tasks[0]
+    adapted = est.adapt(X[:10], y[:10])
+    net = est.module_
+    with torch.no_grad():
+        feats = net.layers[:4](torch.as_tensor(X[:10])).double().numpy()
+    Z = np.hstack([feats, np.ones((10, 1))])
+    W = np.linalg.solve(Z.T @ Z + 0.3 * np.eye(Z.shape[1]), Z.T @ y[:10, None])  # n > d + 1
+    np.testing.assert_allclose(adapted.module_.layers[4].weight.numpy(), W[:-1].T, rtol=1e-4,
+                               atol=1e-5)
+    np.testing.assert_allclose(adapted.module_.layers[4].bias.numpy(), W[-1], rtol=1e-4,
+                               atol=1e-5)
+    for name in ("layers.0.weight", "layers.2.bias"):  # the body is untouched
+        assert torch.equal(dict(adapted.module_.named_parameters())[name],
+                           dict(net.named_parameters())[name])
+
+
+@pytest.mark.parametrize("hidden", [(8,), (32,)])  # n > d + 1 and n <= d + 1 (Woodbury)
+def test_r2d2_meta_gradient_matches_hand_written_and_engines_agree(hidden, sinusoid_tasks):
+    est = _initialized(R2D2Regressor, sinusoid_tasks, k_shot=10, alpha=0.5, module=DoubleMLP,
+                       module__hidden=hidden)
+    batch = _batch(est, sinusoid_tasks, n=4)
+    lv, gv = est.get_meta_gradient(batch, "vmap")
+    ll, gl = est.get_meta_gradient(batch, "loop")
+    net = est.module_
+    params = {k: v.detach().clone().requires_grad_() for k, v in net.named_parameters()}
+    log_alpha = est.inner_state_.tensors()["layers.2.log_alpha"].detach().clone() \
+        .requires_grad_()
+    (_, b), = batch.groups
+    total = 0.0
+    for t in range(b.n_tasks):
+        def body(X):
+            return F.forward(net.layers[:2], {k[7:]: v for k, v in params.items()
+                                              if k.startswith("layers.0")}, {}, X)
+        Z = torch.cat([body(b.X_support[t]), torch.ones(10, 1, dtype=torch.float64)], 1)
+        A = Z.T @ Z + log_alpha.exp() * torch.eye(Z.shape[1], dtype=torch.float64)
+        W = torch.linalg.inv(A) @ Z.T @ b.y_support[t]
+        Zq = torch.cat([body(b.X_query[t]), torch.ones(len(b.X_query[t]), 1,
+                                                       dtype=torch.float64)], 1)
+        pred = Zq @ W
+        total = total + ((pred - b.y_query[t]) ** 2).mean()
+    total = total / b.n_tasks
+    ref = torch.autograd.grad(total, [params["layers.0.weight"], log_alpha])
+    for loss, grads in ((lv, gv), (ll, gl)):
+        torch.testing.assert_close(loss, total.detach(), rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(grads["module_.layers.0.weight"], ref[0], rtol=1e-7,
+                                   atol=1e-10)
+        torch.testing.assert_close(grads["inner_state_.layers.2.log_alpha"], ref[1], rtol=1e-7,
+                                   atol=1e-10)
+    assert gv["module_.layers.2.weight"].abs().sum() == 0  # the head is solved, not learned
+
+
+def test_r2d2_classifier_adapts_to_any_number_of_classes_and_saves(pool, tmp_path):
+    X, y = pool
+    clf = R2D2Classifier(n_way=3, k_shot=2, n_query=3, n_episodes=40, **FAST).fit(X, y)
+    assert set(clf.inner_state_.tensors()) == {"layers.4.log_alpha", "layers.4.log_scale"}
+    mask = y < 7
+    adapted = clf.adapt(X[mask][::2], y[mask][::2])  # 7 classes with n_way=3
+    assert adapted.classes_.tolist() == list(range(7))
+    proba = adapted.predict_proba(X[mask][1::2])
+    assert proba.shape == (proba.shape[0], 7)
+    assert (adapted.predict(X[mask][1::2]) == y[mask][1::2]).mean() > 0.5
+    adapted.save(tmp_path / "r2d2.skmeta")
+    np.testing.assert_array_equal(skmeta.load(tmp_path / "r2d2.skmeta").predict_proba(X[:5]),
+                                  adapted.predict_proba(X[:5]))
+    assert 0 <= clf.score([(X[y < 4], y[y < 4])]) <= 1
+    with pytest.raises(ValueError, match="closed form"):
+        clf.adapt(X[:6], y[:6], inner_lr=0.1)

@@ -36,6 +36,7 @@ PUBLIC_MODULES = [
     "skmeta.metasgd",
     "skmeta.anil",
     "skmeta.mamlpp",
+    "skmeta.r2d2",
     "skmeta.registry",
     "skmeta.utils.estimator_checks",
     "skmeta.adapted",

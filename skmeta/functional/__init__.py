@@ -13,8 +13,9 @@ The pieces, in the order data flows through them:
   functions that says which parameters move (``selects``), how a step moves them
   (``update(fast, grads, state, step)``) and what learnable state it carries
   (``init(params)``). Built-in rules: :func:`sgd` (MAML), :func:`learned_lr`
-  (Meta-SGD), :func:`per_step_lr` (MAML++), and :func:`only` restricts any rule to
-  some parameters (ANIL).
+  (Meta-SGD), :func:`per_step_lr` (MAML++), :func:`ridge_head` (a closed-form
+  head, R2-D2: a rule that is not gradient steps), and :func:`only` restricts any
+  rule to some parameters (ANIL).
 * :class:`Learner`: the network with its meta-parameters, rule and state; its
   :meth:`~Learner.run_inner` is the one inner loop that meta-training,
   meta-validation, ``adapt`` and ``score`` all run.
@@ -67,7 +68,7 @@ from ._core import (
     vmap_support,
 )
 from ._inner import Learner, adapt, check_head, predict, query_loss
-from ._rules import InnerRule, learned_lr, only, per_step_lr, sgd
+from ._rules import InnerRule, learned_lr, only, per_step_lr, ridge_head, sgd
 
 __all__ = [
     "Params",
@@ -82,6 +83,7 @@ __all__ = [
     "learned_lr",
     "per_step_lr",
     "only",
+    "ridge_head",
     "Learner",
     "query_loss",
     "check_head",
