@@ -22,11 +22,12 @@ from torch import nn
 from . import functional as F
 from .adapted import copy_module
 from .batching import MetaBatch
-from .tasks import TaskSequence, _seed_from, group_by_shape
+from .tasks import TaskSequence, _seed_from, check_task_arrays, group_by_shape
 
 __all__ = ["AdaptationMixin"]
 
 _UNSET: Any = object()
+_EXPLODED = 1e4  # relative weight change above which adaptation is reported as diverged
 
 
 @contextlib.contextmanager
@@ -38,6 +39,12 @@ def _mode(module: nn.Module, *, training: bool):
         yield module
     finally:
         module.train(before)
+
+
+def _finite_rows(tensors) -> torch.Tensor | None:
+    """Per task (leading axis): whether every value of every tensor is finite."""
+    rows = [torch.isfinite(t).flatten(1).all(1) for t in tensors]
+    return torch.stack(rows).all(0) if rows else None
 
 
 class AdaptationMixin:
@@ -55,8 +62,9 @@ class AdaptationMixin:
                   strict: bool, query: bool = True) -> tuple[list, list]:
         """Adapt on the support sets; per-task query losses and predictions (or fast weights).
 
-        ``strict`` raises on non-finite adapted weights; otherwise such tasks get
-        NaN predictions. With ``query=False``, returns ``(None, fast weights)``.
+        ``strict`` raises when adapted weights or support predictions are not finite;
+        otherwise tasks with non-finite weights or query predictions get NaN
+        predictions. With ``query=False``, returns ``(None, fast weights)``.
         """
         module = self.get_adaptation_module()
         with self._functional_lock:
@@ -65,10 +73,19 @@ class AdaptationMixin:
                 fasts = self.engines_.run("adapt", module, len(batch), lambda e: [
                     F.adapt(learner, b, steps=steps, engine=e, chunk_size=self.chunk_size)
                     for b in batch.task_batches])
-            finite = [torch.stack([torch.isfinite(v).flatten(1).all(1) for v in f.values()]
-                                  ).all(0) if f else None for f in fasts]
-            if strict and not all(ok is None or bool(ok.all()) for ok in finite):
-                self._raise_diverged(steps, inner_lr, batch)
+            finite = [_finite_rows(f.values()) for f in fasts]
+            engine = self.engines_.last["adapt"]
+            if strict:
+                bad = not all(ok is None or bool(ok.all()) for ok in finite)
+                with _mode(module, training=False):  # huge weights overflow later layers
+                    bad = bad or not all(bool(torch.isfinite(F.predict(
+                        learner, fast, b.X_support, step=max(steps - 1, 0), engine=engine,
+                        chunk_size=self.chunk_size)).all()) for b, fast in
+                        zip(batch.task_batches, fasts))
+                if bad:
+                    self._raise_diverged(steps, inner_lr, batch)
+                if learner.rule.run is None:
+                    self._warn_if_exploded(learner, fasts, steps, inner_lr)
             if not query:
                 return None, fasts
             losses: list = [None] * len(batch)
@@ -76,10 +93,9 @@ class AdaptationMixin:
             with _mode(module, training=False):
                 for (positions, b), fast, ok in zip(batch.groups, fasts, finite):
                     out = F.predict(learner, fast, b.X_query, step=max(steps - 1, 0),
-                                    engine=self.engines_.last["adapt"],
-                                    chunk_size=self.chunk_size)
-                    if ok is not None:
-                        out = torch.where(ok.view(-1, *[1] * (out.dim() - 1)), out, torch.nan)
+                                    engine=engine, chunk_size=self.chunk_size)
+                    ok = _finite_rows([out]) if ok is None else ok & _finite_rows([out])
+                    out = torch.where(ok.view(-1, *[1] * (out.dim() - 1)), out, torch.nan)
                     for j, pos in enumerate(positions):
                         losses[pos] = self.get_task_loss(out[j], b.y_query[j])
                         preds[pos] = out[j]
@@ -90,6 +106,21 @@ class AdaptationMixin:
         if len(list(self.inner_state_.parameters())):
             return f"the learned inner learning rates (initialised at inner_lr={self.inner_lr})"
         return f"inner_lr={self.inner_lr if inner_lr is None else inner_lr}"
+
+    def _warn_if_exploded(self, learner, fasts: list, steps: int, inner_lr: float | None
+                          ) -> None:
+        """Warn when gradient steps moved some weights by many times their own size."""
+        worst = 0.0
+        for fast in fasts:
+            for k, v in fast.items():
+                phi = learner.params[k].detach()
+                size = max(float(phi.norm()), 1e-3 * phi.numel() ** 0.5)
+                worst = max(worst, float((v - phi).flatten(1).norm(dim=1).max()) / size)
+        if worst > _EXPLODED:
+            warnings.warn(f"Adaptation moved some weights by {worst:.3g} times their size after "
+                          f"{steps} step(s) with {self._rates(inner_lr)}: it has probably "
+                          "diverged (its predictions will be far off). Use a smaller inner_lr "
+                          "or fewer adapt_steps.", RuntimeWarning, stacklevel=4)
 
     def _raise_diverged(self, steps: int, inner_lr: float | None, batch: MetaBatch):
         what = "this task" if len(batch) == 1 else "some tasks"
@@ -149,6 +180,10 @@ class AdaptationMixin:
         FloatingPointError
             If the adapted weights are not finite (``inner_lr`` too large).
         """
+        check_is_fitted(self, ["module_", "input_shape_"])
+        X_support, y_support = check_task_arrays(
+            X_support, y_support, where="the support set (X_support, y_support)",
+            classification=self._classification)
         return self.adapt_tasks([(X_support, y_support)], adapt_steps=adapt_steps,
                                 inner_lr=inner_lr, steps=steps, lr=lr)[0]
 

@@ -172,7 +172,7 @@ def make_meta_batch(tasks: Sequence, indices: Any, rng: np.random.Generator, *, 
         X_all, y_all = stacked
         n = X_all.shape[1]
         check_task_size(n, k_shot=k_shot, n_query=n_query, need_query=need_query,
-                        where=f"task {int(idx[0])}")
+                        where=_every_task(X_all.shape[0]))  # equally sized: all or none
         perms = np.argsort(rng.random((len(idx), n)), axis=1)  # one permutation per task
         X = X_all[idx[:, None], perms]
         y = y_all[idx[:, None], perms]
@@ -196,6 +196,10 @@ def make_meta_batch(tasks: Sequence, indices: Any, rng: np.random.Generator, *, 
                                     to_tensor(Xq, False), to_tensor(yq, True)))
               for positions, (Xs, ys, Xq, yq) in group_by_shape(split)]
     return MetaBatch(groups, classes if classification else None, [int(i) for i in indices])
+
+
+def _every_task(n: int) -> str:
+    return "task 0" if n == 1 else f"every task (task 0 to task {n - 1})"
 
 
 _SHUFFLE_LIMIT = 10_000_000  # above this many tasks, an epoch samples tasks with replacement

@@ -159,7 +159,7 @@ def check_task_arrays(X: Any, y: Any, *, where: str = "task",
     X = _check_X(X, where)
     y = _check_y(y, X.shape[0], where, classification)
     if X.shape[0] == 0:
-        raise ValueError(f"{where} is empty (0 samples).")
+        raise ValueError(f"{where} is empty (no samples).")
     return X, y
 
 
@@ -406,14 +406,20 @@ def _n_needed(k_shot: int, n_query: int | None) -> int:
     return k_shot + (1 if n_query is None else n_query)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def check_task_size(n: int, *, k_shot: int, n_query: int | None, need_query: bool = True,
                     where: str = "task") -> None:
     """Refuse a regression task of ``n`` samples that is too small for its split."""
     needed = _n_needed(k_shot, n_query) if need_query else k_shot
     if n < needed:
-        raise ValueError(f"{where} has {n} samples but k_shot={k_shot} support + "
-                         f"{'at least 1' if n_query is None else n_query} query samples "
-                         f"need {needed}. Lower k_shot/n_query or drop small tasks.")
+        query = ("" if not need_query else
+                 f" + {'at least 1' if n_query is None else n_query} query")
+        raise ValueError(f"{where} has "
+                         f"{_count(n, 'sample')} but k_shot={k_shot} support{query} "
+                         f"sample(s) need {needed}. Lower k_shot/n_query or drop small tasks.")
 
 
 def split_task(task, *, k_shot: int, n_query: int | None, rng: np.random.Generator,
