@@ -72,7 +72,7 @@ class AdaptationMixin:
             with _mode(module, training=True):  # inner steps run as in meta-training
                 fasts = self.engines_.run("adapt", module, len(batch), lambda e: [
                     F.adapt(learner, b, steps=steps, engine=e, chunk_size=self.chunk_size)
-                    for b in batch.task_batches])
+                    for b in batch.task_batches], batched=self._batched("adapt", module))
             finite = [_finite_rows(f.values()) for f in fasts]
             engine = self.engines_.last["adapt"]
             if strict:

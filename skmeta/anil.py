@@ -19,6 +19,8 @@ class _BaseANIL(BaseMetaLearner):
     and ``adapt`` cost little more than a forward pass of the body.
     """
 
+    supports_batched = True
+
     _params = {
         "first_order": FIRST_ORDER,
         "head": Param(None, "str, list of str or None",

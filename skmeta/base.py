@@ -426,6 +426,14 @@ class BaseMetaLearner(AdaptationMixin, NeuralNet):
                                   "task_pseudo_gradient.")
 
     task_pseudo_gradient = None  # (learner, task, engine) -> (loss, {name: pseudo-gradient})
+    supports_batched = False  # True: the per-task function runs with engine="batched" too
+
+    def _batched(self, kind: str, module: nn.Module) -> tuple[bool, str]:
+        """Whether the batched engine can run ``kind`` work on ``module``, and why not."""
+        if kind == "train" and not self.supports_batched:
+            return False, (f"{type(self).__name__}'s per-task function does not declare "
+                           "supports_batched")
+        return F.batchable(module)
 
     def _uses_second_order(self) -> bool:
         """Whether meta-gradients differentiate through the inner steps (hook; used to choose
@@ -518,7 +526,8 @@ class BaseMetaLearner(AdaptationMixin, NeuralNet):
             with self._functional_lock:
                 loss, grads = self.engines_.run("train", self.module_, len(b),
                                                 lambda e: self.get_meta_gradient(b, e),
-                                                second_order=second)
+                                                second_order=second,
+                                                batched=self._batched("train", self.module_))
             return [loss] + [grads[k] for k, _ in trainable]
 
         def zeros() -> list[torch.Tensor]:

@@ -1,10 +1,12 @@
 """Choosing the engine (vectorised or loop) for each kind of work, by rule or by timing.
 
-``engine="vmap"`` or ``"loop"`` is used as given (``"vmap"`` refuses a module it
-cannot run exactly). ``engine="auto"`` picks the loop where the vectorised engine
-would be wrong (:func:`skmeta.functional.vmap_support`) or is known to be slow
-(convolutions on a CPU), and otherwise times both engines on the first
-meta-batches of each kind of work and keeps the faster.
+``engine="vmap"``, ``"batched"`` or ``"loop"`` is used as given (``"vmap"`` and
+``"batched"`` refuse work they cannot run exactly). ``engine="auto"`` picks the
+loop where the vectorised engines would be wrong
+(:func:`skmeta.functional.vmap_support`) or are known to be slow (convolutions on a
+CPU); otherwise it times the loop against the batched engine (for networks it runs,
+:func:`skmeta.functional.batchable`) or the vmap engine, on the first meta-batches of
+each kind of work, and keeps the faster.
 """
 
 from __future__ import annotations
@@ -80,11 +82,19 @@ class EngineChooser:
         return out
 
     def engine_for(self, kind: str, module: nn.Module, *, n_tasks: int,
-                   second_order: bool = False) -> str:
-        """The engine to run ``kind`` with on a meta-batch of ``n_tasks`` tasks."""
+                   second_order: bool = False, batched: tuple[bool, str] = (False, "")) -> str:
+        """The engine to run ``kind`` with on a meta-batch of ``n_tasks`` tasks.
+
+        ``batched`` says whether the batched engine can run this work (and why not).
+        """
         key = _key(kind, second_order)
         if self.engine == "loop":
             return "loop"
+        if self.engine == "batched":
+            if not batched[0]:
+                raise ValueError(f"engine='batched' cannot run this {kind} work: {batched[1]}. "
+                                 "Use engine='auto', 'vmap' or 'loop'.")
+            return "batched"
         if key in self.chosen:
             return self.chosen[key]
         ok, reason = vmap_support(module, second_order=second_order)
@@ -93,29 +103,34 @@ class EngineChooser:
                 raise ValueError(f"engine='vmap' cannot run this module: {reason}. Use "
                                  "engine='loop' or 'auto', or skmeta.modules.BatchNorm.")
             return "vmap"
-        if not ok:
+        if batched[0]:  # it computes what vmap computes, with less overhead
+            fast = "batched"
+        elif not ok:
             return self._decide(key, "loop")
+        else:
+            fast = "vmap"
         on_cpu = torch.device(self.device or "cpu").type == "cpu"
         if on_cpu and any(isinstance(m, nn.modules.conv._ConvNd) for m in module.modules()):
             # measured on CPU: vmapped convolutions run grouped, 3-6x slower than the loop
             return self._decide(key, "loop")
         if n_tasks < 2:
-            return "vmap"
-        trials = self.timings.setdefault(key, {"vmap": [], "loop": []})
-        if not trials["vmap"] and self.announce is not None:
-            self.announce(f"engine='auto': timing the vmap and loop engines on the first "
+            return fast
+        trials = self.timings.setdefault(key, {fast: [], "loop": []})
+        if not trials[fast] and self.announce is not None:
+            self.announce(f"engine='auto': timing the {fast} and loop engines on the first "
                           f"{_WARMUP + _TRIALS} {kind} meta-batches each, then keeping the "
-                          "faster (set engine='vmap' or 'loop' to skip this).")
-        return "vmap" if len(trials["vmap"]) <= len(trials["loop"]) else "loop"
+                          "faster (set engine to one of them to skip this).")
+        return fast if len(trials[fast]) <= len(trials["loop"]) else "loop"
 
     def _decide(self, key: str, engine: str) -> str:
         self.chosen[key] = engine
         return engine
 
     def run(self, kind: str, module: nn.Module, n_tasks: int, fn: Callable[[str], Any], *,
-            second_order: bool = False) -> Any:
+            second_order: bool = False, batched: tuple[bool, str] = (False, "")) -> Any:
         """``fn(engine)`` with the engine for ``kind``, timed while ``"auto"`` decides."""
-        engine = self.engine_for(kind, module, n_tasks=n_tasks, second_order=second_order)
+        engine = self.engine_for(kind, module, n_tasks=n_tasks, second_order=second_order,
+                                 batched=batched)
         self.last[kind] = engine
         key = _key(kind, second_order)
         if self.engine != "auto" or key in self.chosen or n_tasks < 2:
@@ -129,6 +144,6 @@ class EngineChooser:
             torch.cuda.synchronize()
         trials = self.timings[key]
         trials[engine].append(time.perf_counter() - t0)
-        if all(len(trials[e]) >= _WARMUP + _TRIALS for e in ("vmap", "loop")):
-            self._decide(key, min(("vmap", "loop"), key=lambda e: min(trials[e][_WARMUP:])))
+        if all(len(times) >= _WARMUP + _TRIALS for times in trials.values()):
+            self._decide(key, min(trials, key=lambda e: min(trials[e][_WARMUP:])))
         return out

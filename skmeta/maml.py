@@ -17,6 +17,8 @@ class _BaseMAML(BaseMetaLearner):
     steps (second order) unless ``first_order=True``.
     """
 
+    supports_batched = True
+
     _params = {"first_order": FIRST_ORDER}
 
     def task_objective(self, learner, task, engine):

@@ -197,12 +197,17 @@ SHARED_PARAMS: dict[str, Param] = {
                         [Interval(Integral, 0, None, closed="left")]),
     "batch_size": Param(25, "int", "Tasks per meta-update (the meta-batch); divided among "
                         "processes with ``distributed=True``.", _POS_INT),
-    "engine": Param("auto", '{"auto", "vmap", "loop"}',
-                    '``"vmap"`` vectorises the inner loops of equally shaped tasks, ``"loop"`` '
-                    'runs tasks one by one (the reference). ``"auto"`` times both on the first '
-                    "meta-batches and keeps the faster; it uses the loop for modules that vmap "
-                    "cannot run exactly (see :func:`skmeta.functional.vmap_support`) and for "
-                    "convolutions on a CPU.", [StrOptions({"auto", "vmap", "loop"})]),
+    "engine": Param("auto", '{"auto", "batched", "vmap", "loop"}',
+                    '``"batched"`` runs the inner loops of equally shaped tasks together as '
+                    "batched matrix products (networks of linear layers, activations, dropout "
+                    "and :class:`skmeta.modules.BatchNorm`; see "
+                    ':func:`skmeta.functional.batchable`), ``"vmap"`` vectorises them with '
+                    ':func:`torch.func.vmap` (any network it runs exactly), ``"loop"`` runs '
+                    'tasks one by one (the reference). ``"auto"`` times the loop against the '
+                    "fastest vectorised engine that applies on the first meta-batches and keeps "
+                    "the faster; it uses the loop for modules that vmap cannot run exactly (see "
+                    ":func:`skmeta.functional.vmap_support`) and for convolutions on a CPU.",
+                    [StrOptions({"auto", "batched", "vmap", "loop"})]),
     "chunk_size": Param(None, "int or None", "At most this many tasks are vectorised at once "
                         "(bounds memory).", [*_POS_INT, None]),
     "random_state": Param(None, "int, RandomState instance or None",

@@ -15,7 +15,7 @@ from .parameters import Attribute
 __all__ = ["PretrainedRegressor", "PretrainedClassifier", "joint_task_loss"]
 
 
-def joint_task_loss(learner: Learner, task: TaskBatch) -> torch.Tensor:
+def joint_task_loss(learner: Learner, task: TaskBatch, engine: str = "vmap") -> torch.Tensor:
     """The loss of the meta-parameters on one task's pooled support and query data.
 
     Pre-training's per-task objective: no inner loop; the mean over tasks is
@@ -26,7 +26,8 @@ def joint_task_loss(learner: Learner, task: TaskBatch) -> torch.Tensor:
     learner : skmeta.functional.Learner
         The network and its parameters.
     task : skmeta.functional.TaskBatch
-        One task (no task axis).
+        One task (no task axis; all tasks with ``engine="batched"``).
+    engine : {"vmap", "loop", "batched"}, default="vmap"
 
     Returns
     -------
@@ -48,8 +49,9 @@ def joint_task_loss(learner: Learner, task: TaskBatch) -> torch.Tensor:
     """
     X, y = task.X_support, task.y_support
     if task.X_query is not None:
-        X, y = torch.cat([X, task.X_query]), torch.cat([y, task.y_query])
-    return learner.loss({}, X, y)
+        axis = 1 if engine == "batched" else 0
+        X, y = torch.cat([X, task.X_query], axis), torch.cat([y, task.y_query], axis)
+    return learner.loss({}, X, y, engine=engine)
 
 
 class _BasePretrained(BaseMetaLearner):
@@ -64,8 +66,10 @@ class _BasePretrained(BaseMetaLearner):
     ``train_loss`` is the joint training loss (before any adaptation).
     """
 
+    supports_batched = True
+
     def task_objective(self, learner, task, engine):
-        return joint_task_loss(learner, task)
+        return joint_task_loss(learner, task, engine)
 
 
 class PretrainedRegressor(MetaRegressorMixin, _BasePretrained):

@@ -24,6 +24,8 @@ class _BaseR2D2(BaseMetaLearner):
     regularisation strength.
     """
 
+    supports_batched = True
+
     _params = {
         "head": Param(None, "str or None", "The ``nn.Linear`` layer solved per task; it must be "
                       "the network's last operation. None takes the last layer with parameters."),

@@ -54,11 +54,12 @@ def reptile_pseudo_gradient(learner: Learner, task: TaskBatch, *, steps: int,
     fast = learner.run_inner(task.X_support, task.y_support, steps=steps, engine=engine)[-1]
     pseudo = {k: p - fast[k] if k in fast else torch.zeros_like(p)
               for k, p in learner.params.items()}
-    if task.X_query is None:
-        loss = torch.full((), float("nan"), dtype=task.X_support.dtype,
-                          device=task.X_support.device)
+    if task.X_query is None:  # one NaN per task (a vector with engine="batched")
+        loss = task.X_support.new_full(task.X_support.shape[:-2] if engine == "batched"
+                                       else (), float("nan"))
     else:
-        loss = learner.loss(fast, task.X_query, task.y_query, step=max(steps - 1, 0))
+        loss = learner.loss(fast, task.X_query, task.y_query, step=max(steps - 1, 0),
+                            engine=engine)
     return loss, pseudo
 
 
@@ -70,6 +71,8 @@ class _BaseReptile(BaseMetaLearner):
     with the pseudo-gradient ``phi - mean(W)``. With the default plain SGD of
     learning rate ``lr`` this is ``phi <- phi + lr * (mean(W) - phi)``.
     """
+
+    supports_batched = True
 
     _param_defaults = {"optimizer": torch.optim.SGD, "lr": 1.0, "inner_steps": 5}
 

@@ -80,7 +80,7 @@ CONV = dict(module=DoubleConvNet, module__n_filters=3, module__n_blocks=2, modul
 # ------------------------------------------------------------------ Meta-SGD
 
 
-@pytest.mark.parametrize("engine", ["vmap", "loop"])
+@pytest.mark.parametrize("engine", ["vmap", "loop", "batched"])
 def test_meta_sgd_with_rates_at_inner_lr_is_maml_bit_for_bit(engine, sinusoid_tasks):
     kw = dict(k_shot=10, inner_lr=0.05, inner_steps=2, engine=engine)
     maml = _initialized(MAMLRegressor, sinusoid_tasks, **kw)
@@ -166,7 +166,7 @@ def _anil_reference(est, batch, steps, inner_lr, first_order):
     return total.detach(), dict(zip(params, grads))
 
 
-@pytest.mark.parametrize("engine", ["vmap", "loop"])
+@pytest.mark.parametrize("engine", ["vmap", "loop", "batched"])
 @pytest.mark.parametrize("first_order", [False, True])
 def test_anil_meta_gradient_matches_hand_written_loop(engine, first_order, sinusoid_tasks):
     est = _initialized(ANILRegressor, sinusoid_tasks, k_shot=10, inner_lr=0.1, inner_steps=2,
@@ -225,7 +225,7 @@ def test_msl_weights_follow_the_papers_schedule():
     assert msl_weights(1, 7, 10).tolist() == [1.0]
 
 
-@pytest.mark.parametrize("engine", ["vmap", "loop"])
+@pytest.mark.parametrize("engine", ["vmap", "loop", "batched"])
 def test_maml_plus_plus_with_every_trick_off_is_maml_bit_for_bit(engine, sinusoid_tasks):
     kw = dict(k_shot=10, inner_lr=0.05, inner_steps=2, engine=engine)
     maml = MAMLRegressor(**kw, **{**FAST, "max_epochs": 2}).fit(sinusoid_tasks)

@@ -69,7 +69,7 @@ def _hand_written_meta_loss(W, b, batch, inner_lr, steps):
     return torch.stack(losses).mean()
 
 
-@pytest.mark.parametrize("engine", ["vmap", "loop"])
+@pytest.mark.parametrize("engine", ["vmap", "loop", "batched"])
 @pytest.mark.parametrize("steps", [1, 3])
 def test_second_order_matches_hand_written_reference(engine, steps):
     net = _linear()
@@ -86,7 +86,7 @@ def test_second_order_matches_hand_written_reference(engine, steps):
     assert torch.allclose(grads["bias"], gb, atol=1e-10)
 
 
-@pytest.mark.parametrize("engine", ["vmap", "loop"])
+@pytest.mark.parametrize("engine", ["vmap", "loop", "batched"])
 def test_first_order_is_gradient_at_adapted_weights_and_differs(engine):
     net = _linear()
     batch = _batch()
@@ -187,7 +187,7 @@ def test_groups_weight_every_task_equally():
     assert torch.allclose(grads["weight"], torch.stack([p[1]["weight"] for p in per_task]).mean(0))
 
 
-@pytest.mark.parametrize("engine", ["vmap", "loop"])
+@pytest.mark.parametrize("engine", ["vmap", "loop", "batched"])
 def test_reptile_pseudo_gradient_points_from_adapted_weights_to_phi(engine):
     net = _linear()
     params = dict(net.named_parameters())

@@ -555,7 +555,7 @@ def maml(classification, **extra):
     return make
 
 
-ENGINES = st.sampled_from(["auto", "auto", "loop", "vmap"])
+ENGINES = st.sampled_from(["auto", "auto", "loop", "vmap", "batched"])
 
 
 @pytest.mark.parametrize("form", ["pairs", "tasks"])

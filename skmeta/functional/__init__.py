@@ -54,6 +54,7 @@ MAML's meta-gradient, written with the core:
 torch.Size([4, 1, 1])
 """
 
+from ._batched import batchable, batched_forward
 from ._core import (
     Engine,
     LossFn,
@@ -93,4 +94,6 @@ __all__ = [
     "meta_gradient",
     "mean_over_tasks",
     "vmap_support",
+    "batchable",
+    "batched_forward",
 ]

@@ -21,8 +21,9 @@ Params = dict[str, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
 """``loss_fn(y_pred, y_true) -> scalar``, e.g. ``nn.MSELoss()``."""
 
-Engine = Literal["vmap", "loop"]
-"""``"vmap"``: tasks vectorised with :func:`torch.func.vmap`; ``"loop"``: one task at a time."""
+Engine = Literal["vmap", "loop", "batched"]
+"""``"vmap"``: tasks vectorised with :func:`torch.func.vmap`; ``"loop"``: one task at a time;
+``"batched"``: every task at once with batched matrix products (see :func:`batched_forward`)."""
 
 T = TypeVar("T")
 
@@ -176,8 +177,8 @@ def forward(module: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[st
 
 
 def _check_engine(engine: str) -> None:
-    if engine not in ("vmap", "loop"):
-        raise ValueError(f"engine must be 'vmap' or 'loop'; got {engine!r}.")
+    if engine not in ("vmap", "loop", "batched"):
+        raise ValueError(f"engine must be 'vmap', 'loop' or 'batched'; got {engine!r}.")
 
 
 def _n_tasks(leaves: list) -> int:
@@ -212,9 +213,11 @@ def map_tasks(fn: Callable[[Any, Engine], T], tasks: Any, *, engine: Engine = "v
         use :func:`torch.autograd.grad`.
     tasks : TaskBatch or pytree of Tensor
         Tensors with a leading task axis (None entries are passed through).
-    engine : {"vmap", "loop"}, default="vmap"
+    engine : {"vmap", "loop", "batched"}, default="vmap"
         ``"vmap"`` vectorises the tasks of a chunk; ``"loop"`` runs one task per
-        chunk (the reference, and the lighter engine for convolutions on a CPU).
+        chunk (the reference, and the lighter engine for convolutions on a CPU);
+        ``"batched"`` calls ``fn`` once per chunk on all its tasks (a task axis
+        included), for functions written with :class:`Learner`'s batched methods.
     chunk_size : int or None, default=None
         With ``"vmap"``, at most this many tasks at once (bounds memory).
 
@@ -240,13 +243,18 @@ def map_tasks(fn: Callable[[Any, Engine], T], tasks: Any, *, engine: Engine = "v
     _check_engine(engine)
     leaves, spec = tree_flatten(tasks)
     n = _n_tasks(leaves)
+    step = n if not chunk_size else int(chunk_size)
+    if engine == "batched":  # fn itself handles the task axis (see Learner)
+        for start in range(0, n, step):
+            chunk = tree_unflatten(_take(leaves, slice(start, min(start + step, n))), spec)
+            yield chunk, fn(chunk, "batched")
+        return
     if engine == "loop":
         for t in range(n):
             chunk = tree_unflatten(_take(leaves, slice(t, t + 1)), spec)
             out = fn(tree_unflatten(_take(leaves, t), spec), "loop")
             yield chunk, tree_map(lambda v: v.unsqueeze(0), out)
         return
-    step = n if not chunk_size else int(chunk_size)
     in_dims = tuple(None if leaf is None else 0 for leaf in leaves)
 
     def one(*task_leaves: Tensor | None) -> Any:

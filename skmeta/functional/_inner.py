@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad
 
+from ._batched import batched_forward, per_task_loss
 from ._core import Engine, LossFn, Params, TaskBatch, forward, inner_step, map_tasks
 from ._rules import InnerRule
 
@@ -94,24 +95,35 @@ class Learner:
 
     # ------------------------------------------------------------- forward
 
-    def forward(self, fast: Mapping[str, Tensor], X: Tensor, *, step: int | None = None
-                ) -> Tensor:
+    def forward(self, fast: Mapping[str, Tensor], X: Tensor, *, step: int | None = None,
+                engine: Engine = "vmap") -> Tensor:
         """The network's output on ``X`` with the parameters in ``fast`` replaced.
 
         ``fast`` may hold only the parameters that move (as :meth:`run_inner`
-        returns them); the others are the meta-parameters.
+        returns them); the others are the meta-parameters. With ``engine="batched"``,
+        ``X`` and ``fast`` carry a leading task axis (every task at once).
         """
-        return forward(self.module, {**self.params, **fast}, self.buffers, X, step=step)
+        params = {**self.params, **fast}
+        if engine == "batched":
+            with inner_step(step):
+                return batched_forward(self.module, params, X)
+        return forward(self.module, params, self.buffers, X, step=step)
 
     def loss(self, fast: Mapping[str, Tensor], X: Tensor, y: Tensor, *,
-             step: int | None = None) -> Tensor:
-        """``loss_fn(forward(fast, X), y)``."""
-        return self.loss_fn(self.forward(fast, X, step=step), y)
+             step: int | None = None, engine: Engine = "vmap") -> Tensor:
+        """``loss_fn(forward(fast, X), y)`` (one loss per task with ``engine="batched"``)."""
+        out = self.forward(fast, X, step=step, engine=engine)
+        return per_task_loss(self.loss_fn, out, y) if engine == "batched" else \
+            self.loss_fn(out, y)
 
-    def features(self, X: Tensor, *, step: int | None = None) -> Tensor:
+    def features(self, X: Tensor, *, step: int | None = None, engine: Engine = "vmap"
+                 ) -> Tensor:
         """The input of the ``head`` submodule when the network runs on ``X``."""
         if self.head is None:
             raise ValueError("features() needs a learner with a head.")
+        if engine == "batched":
+            with inner_step(step):
+                return batched_forward(self.module, self.params, X, stop_at=self.head)
         captured: list[Tensor] = []
 
         def hook(module: nn.Module, args: tuple) -> None:
@@ -128,14 +140,16 @@ class Learner:
         return captured[0]
 
     def _head_forward(self, fast: Mapping[str, Tensor], features: Tensor,
-                      step: int | None) -> Tensor:
+                      step: int | None, engine: Engine = "vmap") -> Tensor:
         prefix = self.head + "."
         cut = len(prefix)
         params = {k[cut:]: v for k, v in {**self.params, **fast}.items() if k.startswith(prefix)}
-        buffers = {k[cut:]: v for k, v in self.buffers.items() if k.startswith(prefix)}
+        head = self.module.get_submodule(self.head)
         with inner_step(step):
-            return functional_call(self.module.get_submodule(self.head), (params, buffers),
-                                   (features,))
+            if engine == "batched":
+                return batched_forward(head, params, features)
+            buffers = {k[cut:]: v for k, v in self.buffers.items() if k.startswith(prefix)}
+            return functional_call(head, (params, buffers), (features,))
 
     # ----------------------------------------------------------- inner loop
 
@@ -151,15 +165,17 @@ class Learner:
         Parameters
         ----------
         X, y : Tensor
-            One task's support set (no task axis).
+            One task's support set (no task axis; with ``engine="batched"``, every
+            task's, with a leading task axis).
         steps : int
             Number of inner steps.
         first_order : bool, default=False
             Treat the inner gradients as constants.
-        engine : {"vmap", "loop"}, default="vmap"
+        engine : {"vmap", "loop", "batched"}, default="vmap"
             ``"vmap"`` computes inner gradients with :func:`torch.func.grad`
             (composes with :func:`torch.func.vmap`); ``"loop"`` uses
-            :func:`torch.autograd.grad` (cannot be vmapped).
+            :func:`torch.autograd.grad` (cannot be vmapped); ``"batched"`` runs all
+            tasks at once (:func:`batched_forward`) with :func:`torch.autograd.grad`.
 
         Returns
         -------
@@ -171,15 +187,20 @@ class Learner:
             return self.rule.run(self, X, y, steps=steps, first_order=first_order,
                                  engine=engine)
         if self.head is not None:
-            inputs = self.features(X)
+            inputs = self.features(X, engine=engine)
 
             def inner_loss(fast: Params, step: int) -> Tensor:
-                return self.loss_fn(self._head_forward(fast, inputs, step), y)
+                out = self._head_forward(fast, inputs, step, engine)
+                return per_task_loss(self.loss_fn, out, y).sum() if engine == "batched" \
+                    else self.loss_fn(out, y)
         else:
             def inner_loss(fast: Params, step: int) -> Tensor:
-                return self.loss(fast, X, y, step=step)
+                loss = self.loss(fast, X, y, step=step, engine=engine)
+                return loss.sum() if engine == "batched" else loss
 
         fast = {k: self.params[k] for k in self.adapted}
+        if engine == "batched":  # one copy per task: the gradient of the sum is per task
+            fast = {k: v.expand(X.shape[0], *v.shape) for k, v in fast.items()}
         fasts = [fast]
         if engine == "vmap":
             grad_fn = grad(inner_loss)
@@ -190,8 +211,8 @@ class Learner:
                 fast = self.rule.update(fast, grads, self.state, step)
                 fasts.append(fast)
             return fasts
-        if engine != "loop":
-            raise ValueError(f"engine must be 'vmap' or 'loop'; got {engine!r}.")
+        if engine not in ("loop", "batched"):
+            raise ValueError(f"engine must be 'vmap', 'loop' or 'batched'; got {engine!r}.")
         tracking = torch.is_grad_enabled()  # False: adaptation, no meta-gradient wanted
         create_graph = tracking and not first_order
         names = list(fast)
@@ -253,7 +274,8 @@ def query_loss(learner: Learner, task: TaskBatch, *, steps: int, first_order: bo
         raise ValueError("Meta-training needs a query set for every task (X_query, y_query).")
     fasts = learner.run_inner(task.X_support, task.y_support, steps=steps,
                               first_order=first_order, engine=engine)
-    return learner.loss(fasts[-1], task.X_query, task.y_query, step=max(steps - 1, 0))
+    return learner.loss(fasts[-1], task.X_query, task.y_query, step=max(steps - 1, 0),
+                        engine=engine)
 
 
 def check_head(learner: Learner, X: Tensor, *, rtol: float = 1e-5, atol: float = 1e-6) -> None:
@@ -387,7 +409,7 @@ def predict(learner: Learner, fast: Mapping[str, Tensor], X: Tensor, *,
     learner = learner.detached()
 
     def one(task: tuple[Params, Tensor], engine: Engine) -> Tensor:
-        return learner.forward(task[0], task[1], step=step)
+        return learner.forward(task[0], task[1], step=step, engine=engine)
 
     with torch.no_grad():
         outs = [out for _, out in map_tasks(one, (dict(fast), X), engine=engine,

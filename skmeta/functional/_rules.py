@@ -302,21 +302,22 @@ def ridge_head(head: str, alpha: float = 1.0, *, classification: bool = False) -
         start = {k: learner.params[k] for k in learner.adapted}
         if steps == 0:
             return [start]
-        features = learner.features(X)
-        Z = torch.cat([features, features.new_ones(features.shape[0], 1)], 1)
+        features = learner.features(X, engine=engine)  # (n, d), or (tasks, n, d) batched
+        ones = features.new_ones(*features.shape[:-1], 1)
+        Z = torch.cat([features, ones], -1)
         Y = y.to(Z.dtype)
-        Y = Y if Y.dim() == 2 else Y[:, None]
+        Y = Y if Y.dim() == Z.dim() else Y.unsqueeze(-1)
         lam = learner.state[log_alpha].exp()
-        n, d = Z.shape
+        n, d = Z.shape[-2:]
         if n <= d:  # Woodbury: an n x n system
-            W = Z.T @ torch.linalg.solve(Z @ Z.T + lam * torch.eye(n, dtype=Z.dtype,
-                                                                    device=Z.device), Y)
+            eye = torch.eye(n, dtype=Z.dtype, device=Z.device)
+            W = Z.mT @ torch.linalg.solve(Z @ Z.mT + lam * eye, Y)
         else:
-            W = torch.linalg.solve(Z.T @ Z + lam * torch.eye(d, dtype=Z.dtype, device=Z.device),
-                                   Z.T @ Y)
+            eye = torch.eye(d, dtype=Z.dtype, device=Z.device)
+            W = torch.linalg.solve(Z.mT @ Z + lam * eye, Z.mT @ Y)
         if classification:
             W = W * learner.state[log_scale].exp()
-        return [start, {prefix + "weight": W[:-1].T, prefix + "bias": W[-1]}]
+        return [start, {prefix + "weight": W[..., :-1, :].mT, prefix + "bias": W[..., -1, :]}]
 
     def selects(name: str) -> bool:
         return name in (prefix + "weight", prefix + "bias")
