@@ -9,6 +9,7 @@ the adapted weights become small models of their own (:mod:`skmeta.adapted`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from numbers import Integral, Real
 from typing import Any
@@ -72,7 +73,8 @@ class AdaptationMixin:
             with _mode(module, training=True):  # inner steps run as in meta-training
                 fasts = self.engines_.run("adapt", module, len(batch), lambda e: [
                     F.adapt(learner, b, steps=steps, engine=e, chunk_size=self.chunk_size)
-                    for b in batch.task_batches], batched=self._batched("adapt", module))
+                    for b in batch.task_batches],
+                    batched=functools.partial(self._batched, "adapt", module))
             finite = [_finite_rows(f.values()) for f in fasts]
             engine = self.engines_.last["adapt"]
             if strict:

@@ -9,20 +9,10 @@ optimizer step applies it. The numbers come from the pure functions of
 live in a module of their own (:mod:`skmeta.engines`, :mod:`skmeta.distributed`,
 :mod:`skmeta.targets`, :mod:`skmeta.adapted`).
 
-An algorithm (see the "Extending" guide) provides, in one module:
-
-* ``get_inner_rule(inner_lr=None)``: its inner-loop rule (default: plain SGD);
-* ``task_objective(learner, task, engine)``: its per-task objective, whose mean
-  over tasks is differentiated (MAML: the query loss after the inner loop), or
-  ``task_pseudo_gradient(learner, task, engine)`` for algorithms that step with a
-  per-task pseudo-gradient instead (Reptile);
-* optionally ``get_head()`` (adapt only a trailing submodule) and
-  ``_uses_second_order()`` (engine choice).
-
-Other hooks that are safe to override: ``get_task_loss``, ``get_meta_gradient``,
-``get_adaptation_module``, ``get_iterator``, ``initialize_module`` and skorch's
-callbacks. Do not override ``fit``, ``partial_fit``, ``fit_loop`` or
-``run_single_epoch``.
+An algorithm provides its inner-loop rule (``get_inner_rule``) and its per-task
+objective (``task_objective``, or ``task_pseudo_gradient``); the "Extending" guide
+lists every hook that is safe to override. Do not override ``fit``,
+``partial_fit``, ``fit_loop`` or ``run_single_epoch``.
 """
 
 from __future__ import annotations
@@ -31,7 +21,6 @@ import difflib
 import functools
 import inspect
 import threading
-import warnings
 from numbers import Integral
 from typing import Any
 
@@ -54,7 +43,7 @@ from .parameters import SHARED_ATTRIBUTES, SHARED_PARAMS, Attribute, Param, inst
 from .persistence import save as _save
 from .registry import register
 from .targets import MetaClassifierMixin, MetaRegressorMixin
-from .tasks import TaskSequence, _seed_from, as_tasks
+from .tasks import TaskSequence, _seed_from, as_tasks, warn_on_scale
 
 __all__ = ["BaseMetaLearner", "MetaRegressorMixin", "MetaClassifierMixin", "MetaBatch",
            "TaskSplit", "InnerState"]
@@ -248,8 +237,9 @@ class BaseMetaLearner(AdaptationMixin, NeuralNet):
         check_scoring_context(self)
         self._check_params()
         D.check_not_skorch_accelerate(self)
-        self._check_device_available()
-        self._group().ensure(type(self).__name__)
+        group = self._group()
+        group.check_device(type(self).__name__)
+        group.ensure(type(self).__name__)
         tasks = self._as_tasks(X, y, groups)
         first = tasks[0]
         X0, y0 = first[0], first[1]
@@ -258,28 +248,12 @@ class BaseMetaLearner(AdaptationMixin, NeuralNet):
         else:
             self.input_shape_ = tuple(X0.shape[1:])
             self._set_target_info(y0)
-        _warn_on_scale(X0)
+        warn_on_scale(X0)
         return tasks
 
     def _as_tasks(self, X, y=None, groups=None) -> TaskSequence:
         return as_tasks(X, y, groups, classification=self._classification,
                         pool_sampler=self._pool_sampler())
-
-    def _check_device_available(self) -> None:
-        try:
-            dev = torch.device(self.device if self.device is not None else "cpu")
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"The 'device' parameter of {type(self).__name__} must name a "
-                             f"torch device such as 'cpu', 'cuda' or 'cuda:1'. Got "
-                             f"{self.device!r} instead.") from exc
-        if dev.type == "cuda":
-            if not torch.cuda.is_available():
-                raise ValueError(f"device={self.device!r} was requested but CUDA is not "
-                                 "available on this machine (torch.cuda.is_available() is "
-                                 "False). Use device='cpu' or install a CUDA build of torch.")
-            if dev.index is not None and dev.index >= torch.cuda.device_count():
-                raise ValueError(f"device={self.device!r} was requested but only "
-                                 f"{torch.cuda.device_count()} CUDA device(s) exist.")
 
     # ------------------------------------------------------------- processes
 
@@ -411,10 +385,18 @@ class BaseMetaLearner(AdaptationMixin, NeuralNet):
     def learner(self, module: nn.Module | None = None, *, inner_lr: float | None = None
                 ) -> F.Learner:
         """The network (``module_`` by default) with its rule and state, as one value."""
-        module = self.module_ if module is None else module
-        return F.Learner(module, dict(module.named_parameters()), dict(module.named_buffers()),
-                         self.get_task_loss, self.get_inner_rule(inner_lr),
-                         self.inner_state_.tensors(), head=self.get_head())
+        if module is None or module is self.module_:
+            module = self.module_
+            params, buffers, state = self._tensors()
+        else:
+            params, buffers = dict(module.named_parameters()), dict(module.named_buffers())
+            state = self.inner_state_.tensors()
+        # the criterion itself, unless get_task_loss is overridden (the batched engine
+        # computes the usual criteria per task without vmap)
+        loss_fn = self.criterion_ if type(self).get_task_loss is BaseMetaLearner.get_task_loss \
+            else self.get_task_loss
+        return F.Learner(module, dict(params), dict(buffers), loss_fn,
+                         self.get_inner_rule(inner_lr), dict(state), head=self.get_head())
 
     def get_task_loss(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         """Loss of one task's predictions (support or query); the criterion by default."""
@@ -441,10 +423,26 @@ class BaseMetaLearner(AdaptationMixin, NeuralNet):
         """
         return "first_order" in self._param_table and not self.first_order
 
+    def _tensors(self) -> tuple[F.Params, F.Params, F.Params]:
+        """``module_``'s parameters and buffers and the rule's state (cached per module)."""
+        cache = self.__dict__.get("_tensors_")
+        if cache is None or cache[0] is not self.module_ or cache[1] is not self.inner_state_:
+            cache = (self.module_, self.inner_state_, dict(self.module_.named_parameters()),
+                     dict(self.module_.named_buffers()), self.inner_state_.tensors())
+            self.__dict__["_tensors_"] = cache
+        return cache[2], cache[3], cache[4]
+
     def _meta_parameters(self) -> dict[str, torch.Tensor]:
-        out = {f"module_.{k}": p for k, p in self.module_.named_parameters()}
-        out.update({f"inner_state_.{k}": p for k, p in self.inner_state_.tensors().items()})
+        params, _, state = self._tensors()
+        out = {f"module_.{k}": p for k, p in params.items()}
+        out.update({f"inner_state_.{k}": p for k, p in state.items()})
         return out
+
+    def _set_training(self, training=True):
+        # skorch sets the mode of every module at every step; only change what differs
+        if any(m.training != training for m in (*self.module_.modules(),
+                                                 *self.inner_state_.modules())):
+            super()._set_training(training)
 
     def get_meta_gradient(self, batch: MetaBatch, engine: str) -> tuple[torch.Tensor, F.Params]:
         """``(mean loss, gradient for every meta-parameter)`` of a meta-batch.
@@ -483,10 +481,9 @@ class BaseMetaLearner(AdaptationMixin, NeuralNet):
         return MetaBatchIterator(self, dataset, training)
 
     def _dtype(self) -> torch.dtype:
-        with self._functional_lock:  # another thread may have tensors swapped in
-            for p in self.module_.parameters():
-                if p.is_floating_point():
-                    return p.dtype
+        for p in self._tensors()[0].values():
+            if p.is_floating_point():
+                return p.dtype
         return torch.get_default_dtype()
 
     def _to_tensor(self, a: np.ndarray | None, target: bool = False) -> torch.Tensor | None:
@@ -526,8 +523,8 @@ class BaseMetaLearner(AdaptationMixin, NeuralNet):
             with self._functional_lock:
                 loss, grads = self.engines_.run("train", self.module_, len(b),
                                                 lambda e: self.get_meta_gradient(b, e),
-                                                second_order=second,
-                                                batched=self._batched("train", self.module_))
+                                                second_order=second, batched=functools.partial(
+                                                    self._batched, "train", self.module_))
             return [loss] + [grads[k] for k, _ in trainable]
 
         def zeros() -> list[torch.Tensor]:
@@ -592,17 +589,5 @@ class BaseMetaLearner(AdaptationMixin, NeuralNet):
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_lock_", None)
+        state.pop("_tensors_", None)
         return state
-
-
-def _warn_on_scale(X: np.ndarray) -> None:
-    """Warn when features are far from unit scale: gradient steps then misbehave."""
-    X = np.asarray(X, dtype=np.float64)
-    biggest = float(np.abs(X).max()) if X.size else 0.0
-    spread = float(X.std(axis=0).max()) if len(X) > 1 else 1.0
-    if biggest > 1e4 or 0 < spread < 1e-4:
-        warnings.warn(f"The features of the first task range up to {biggest:.3g} with a largest "
-                      f"standard deviation of {spread:.3g}; fixed inner step sizes work best on "
-                      "features of unit scale. Consider StandardScaler (long format in a "
-                      "Pipeline) or skmeta.TaskTransformer(StandardScaler()) for task lists.",
-                      UserWarning, stacklevel=4)

@@ -169,18 +169,19 @@ def make_meta_batch(tasks: Sequence, indices: Any, rng: np.random.Generator, *, 
     stacked = None if classification else getattr(tasks, "stacked", lambda: None)()
     if stacked is not None:  # equally sized regression tasks: one vectorised draw
         idx = np.asarray(indices, dtype=np.int64)
-        X_all, y_all = stacked
-        n = X_all.shape[1]
+        n = stacked[0].shape[1]
         check_task_size(n, k_shot=k_shot, n_query=n_query, need_query=need_query,
-                        where=_every_task(X_all.shape[0]))  # equally sized: all or none
+                        where=_every_task(stacked[0].shape[0]))  # equally sized: all or none
         perms = np.argsort(rng.random((len(idx), n)), axis=1)  # one permutation per task
-        X = X_all[idx[:, None], perms]
-        y = y_all[idx[:, None], perms]
-        if y.ndim == 2:
-            y = y[..., None]
+        template = to_tensor(np.zeros(0, dtype=np.float32), False)
+        X_all, y_all = tasks.stacked_tensors(template.dtype, template.device)
+        rows = torch.as_tensor(idx[:, None], device=X_all.device)
+        cols = torch.as_tensor(perms, device=X_all.device)
+        X, y = X_all[rows, cols], y_all[rows, cols]
+        if y.dim() == 2:
+            y = y.unsqueeze(-1)
         q_end = n if n_query is None else k_shot + n_query
-        batch = TaskBatch(*(to_tensor(a, False) for a in (X[:, :k_shot], y[:, :k_shot],
-                                                           X[:, k_shot:q_end], y[:, k_shot:q_end])))
+        batch = TaskBatch(X[:, :k_shot], y[:, :k_shot], X[:, k_shot:q_end], y[:, k_shot:q_end])
         return MetaBatch([(list(range(len(idx))), batch)], None, idx.tolist())
     split, classes = [], []
     for i in indices:

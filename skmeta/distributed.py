@@ -253,6 +253,23 @@ class LocalGroup:
     def ensure(self, owner: str) -> None:
         """Set up (or check) the process group before fitting; ``owner`` names the estimator."""
 
+    def check_device(self, owner: str) -> None:
+        """Refuse a device that does not exist on this machine, naming the fix."""
+        try:
+            dev = torch.device(self.device if self.device is not None else "cpu")
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"The 'device' parameter of {owner} must name a torch device such "
+                             f"as 'cpu', 'cuda' or 'cuda:1'. Got {self.device!r} instead."
+                             ) from exc
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError(f"device={self.device!r} was requested but CUDA is not "
+                                 "available on this machine (torch.cuda.is_available() is "
+                                 "False). Use device='cpu' or install a CUDA build of torch.")
+            if dev.index is not None and dev.index >= torch.cuda.device_count():
+                raise ValueError(f"device={self.device!r} was requested but only "
+                                 f"{torch.cuda.device_count()} CUDA device(s) exist.")
+
     def shared_seed(self, seed: int) -> int:
         """``seed`` as rank 0 drew it."""
         return seed

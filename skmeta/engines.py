@@ -26,6 +26,10 @@ _WARMUP = 1  # the first call of each engine is not timed
 _TRIALS = 1  # timed calls of each engine before choosing
 
 
+def _NOT_BATCHED() -> tuple[bool, str]:  # noqa: N802 - a constant function
+    return False, "not offered"
+
+
 def _key(kind: str, second_order: bool) -> str:
     return f"{kind}/{'second' if second_order else 'first'}"
 
@@ -82,28 +86,31 @@ class EngineChooser:
         return out
 
     def engine_for(self, kind: str, module: nn.Module, *, n_tasks: int,
-                   second_order: bool = False, batched: tuple[bool, str] = (False, "")) -> str:
+                   second_order: bool = False,
+                   batched: Callable[[], tuple[bool, str]] = _NOT_BATCHED) -> str:
         """The engine to run ``kind`` with on a meta-batch of ``n_tasks`` tasks.
 
-        ``batched`` says whether the batched engine can run this work (and why not).
+        ``batched()`` says whether the batched engine can run this work (and why
+        not); it is called only while the engine is being decided.
         """
         key = _key(kind, second_order)
         if self.engine == "loop":
             return "loop"
-        if self.engine == "batched":
-            if not batched[0]:
-                raise ValueError(f"engine='batched' cannot run this {kind} work: {batched[1]}. "
-                                 "Use engine='auto', 'vmap' or 'loop'.")
-            return "batched"
         if key in self.chosen:
             return self.chosen[key]
+        if self.engine == "batched":
+            ok, reason = batched()
+            if not ok:
+                raise ValueError(f"engine='batched' cannot run this {kind} work: {reason}. "
+                                 "Use engine='auto', 'vmap' or 'loop'.")
+            return self._decide(key, "batched")
         ok, reason = vmap_support(module, second_order=second_order)
         if self.engine == "vmap":
             if not ok:
                 raise ValueError(f"engine='vmap' cannot run this module: {reason}. Use "
                                  "engine='loop' or 'auto', or skmeta.modules.BatchNorm.")
             return "vmap"
-        if batched[0]:  # it computes what vmap computes, with less overhead
+        if batched()[0]:  # it computes what vmap computes, with less overhead
             fast = "batched"
         elif not ok:
             return self._decide(key, "loop")
@@ -127,7 +134,8 @@ class EngineChooser:
         return engine
 
     def run(self, kind: str, module: nn.Module, n_tasks: int, fn: Callable[[str], Any], *,
-            second_order: bool = False, batched: tuple[bool, str] = (False, "")) -> Any:
+            second_order: bool = False,
+            batched: Callable[[], tuple[bool, str]] = _NOT_BATCHED) -> Any:
         """``fn(engine)`` with the engine for ``kind``, timed while ``"auto"`` decides."""
         engine = self.engine_for(kind, module, n_tasks=n_tasks, second_order=second_order,
                                  batched=batched)

@@ -136,8 +136,9 @@ class _BaseMAMLPlusPlus(BaseMetaLearner):
     def get_default_callbacks(self):
         callbacks = list(super().get_default_callbacks())
         if self.cosine_annealing:
-            callbacks.append(("cosine_annealing", LRScheduler(
-                policy=CosineAnnealingLR, T_max=max(self.max_epochs, 1), eta_min=self.lr / 100)))
+            epochs = self.max_epochs if isinstance(self.max_epochs, int) else 1  # checked at fit
+            callbacks.append(("cosine_annealing", LRScheduler(policy=CosineAnnealingLR, T_max=max(
+                epochs, 1), eta_min=self.lr / 100)))
         return callbacks
 
 
@@ -164,8 +165,7 @@ class MAMLPlusPlusRegressor(MetaRegressorMixin, _BaseMAMLPlusPlus):
     >>> from skmeta import MAMLPlusPlusRegressor
     >>> from skmeta.datasets import make_sinusoid_tasks
     >>> tasks = make_sinusoid_tasks(n_tasks=100, n_samples=20, random_state=0)
-    >>> est = MAMLPlusPlusRegressor(k_shot=10, inner_steps=2, max_epochs=2, verbose=0,
-    ...                             random_state=0).fit(tasks)
+    >>> est = MAMLPlusPlusRegressor(k_shot=10, inner_steps=2, verbose=0).fit(tasks)
     >>> est.inner_state_.tensors()["layers.0.weight"].shape  # one rate per step
     torch.Size([2])
     """

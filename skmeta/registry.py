@@ -177,7 +177,11 @@ def all_estimators(type_filter: str | None = None, *, plugins: bool = True
 
 
 def find(name: str) -> type | None:
-    """The public meta-learner called ``name`` (or ``module:qualname``), or None.
+    """The meta-learner called ``name`` (or ``module:qualname``), or None.
+
+    Public estimators (:func:`all_estimators`) are found by their class name; other
+    meta-learner classes defined in this process (a subclass in a script, say) by
+    ``module:qualname``, or by their name when no other class has it.
 
     Parameters
     ----------
@@ -194,7 +198,11 @@ def find(name: str) -> type | None:
     >>> find("MAMLRegressor").__name__, find("NoSuchEstimator")
     ('MAMLRegressor', None)
     """
+    if name in _REGISTERED:
+        return _REGISTERED[name]
     for cls_name, cls in all_estimators():
-        if name in (cls_name, f"{cls.__module__}:{cls.__qualname__}"):
+        if name == cls_name:
             return cls
-    return None
+    same = [cls for cls in _REGISTERED.values() if cls.__name__ == name and
+            getattr(cls, "_skmeta_kind", None)]
+    return same[0] if len(same) == 1 else None

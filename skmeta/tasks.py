@@ -15,6 +15,7 @@ this module is the one place that turns each of them into tasks:
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -264,6 +265,20 @@ class TaskSequence(Sequence):
             self._stacked = ((np.stack([t.X for t in items]), np.stack([t.y for t in items]))
                              if same else None)
         return self._stacked
+
+    def stacked_tensors(self, dtype: Any, device: Any) -> tuple[Any, Any] | None:
+        """:meth:`stacked` as tensors of ``dtype`` on ``device`` (converted once, then cached)."""
+        import torch
+
+        stacked = self.stacked()
+        if stacked is None:
+            return None
+        cache = self.__dict__.setdefault("_tensors", {})
+        key = (dtype, str(device))
+        if key not in cache:
+            cache.clear()  # one copy at a time
+            cache[key] = tuple(torch.as_tensor(a, dtype=dtype, device=device) for a in stacked)
+        return cache[key]
 
     def __getitem__(self, i: int):
         if isinstance(i, slice):
@@ -726,3 +741,16 @@ class TaskTransformer(TransformerMixin, BaseEstimator):
             else:
                 out.append((tf(t[0]), t[1]))
         return out
+
+
+def warn_on_scale(X: np.ndarray) -> None:
+    """Warn when features are far from unit scale: gradient steps then misbehave."""
+    X = np.asarray(X, dtype=np.float64)
+    biggest = float(np.abs(X).max()) if X.size else 0.0
+    spread = float(X.std(axis=0).max()) if len(X) > 1 else 1.0
+    if biggest > 1e4 or 0 < spread < 1e-4:
+        warnings.warn(f"The features of the first task range up to {biggest:.3g} with a largest "
+                      f"standard deviation of {spread:.3g}; fixed inner step sizes work best on "
+                      "features of unit scale. Consider StandardScaler (long format in a "
+                      "Pipeline) or skmeta.TaskTransformer(StandardScaler()) for task lists.",
+                      UserWarning, stacklevel=4)

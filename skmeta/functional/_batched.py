@@ -12,6 +12,7 @@ overhead that dominates small networks; the numbers are those of the other engin
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
 
 import torch
@@ -140,42 +141,70 @@ def batched_forward(module: nn.Module, params: Mapping[str, Tensor], X: Tensor, 
     >>> torch.allclose(batched_forward(net, params, X), net(X))
     True
     """
-    stop: list[Tensor] = []
-
-    def run(sub: nn.Module, prefix: str, X: Tensor) -> Tensor:
-        if stop_at is not None and prefix.rstrip(".") == stop_at:
-            stop.append(X)
-            raise _Stop
-        if type(sub) is nn.Sequential:
-            for name, child in sub.named_children():
-                X = run(child, f"{prefix}{name}.", X)
+    for name, kind, sub in _plan(module):
+        if name == stop_at:
             return X
-        if _is_mlp(sub):
-            if X.dim() > 3:
-                X = X.flatten(2)
-            return run(sub.layers, f"{prefix}layers.", X)
-        if type(sub) is nn.Linear:
-            return _linear(X, params[prefix + "weight"], params.get(prefix + "bias"))
-        if _is_batch_norm(sub):
-            return _batch_norm(sub, X, params.get(prefix + "weight"), params.get(prefix + "bias"))
-        if isinstance(sub, _ACTIVATIONS):
-            return sub(X)  # element-wise: the task axis changes nothing
-        raise NotBatchable(f"{type(sub).__name__} has no batched implementation")
-
-    try:
-        out = run(module, "", X)
-    except _Stop:
-        return stop[0]
+        if kind == "linear":
+            X = _linear(X, params[name + ".weight" if name else "weight"],
+                        params.get(name + ".bias" if name else "bias"))
+        elif kind == "batch_norm":
+            prefix = name + "." if name else ""
+            X = _batch_norm(sub, X, params.get(prefix + "weight"), params.get(prefix + "bias"))
+        elif kind == "flatten":
+            X = X.flatten(2) if X.dim() > 3 else X
+        else:
+            X = sub(X)  # element-wise: the task axis changes nothing
     if stop_at is not None:
         raise ValueError(f"The network never reached {stop_at!r}.")
-    return out
+    return X
 
 
-class _Stop(Exception):
-    """Raised to return a submodule's input early."""
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _plan(module: nn.Module) -> list[tuple[str, str, nn.Module]]:
+    """The network as a flat list of ``(name, kind, layer)`` steps (cached per module)."""
+    plan = _PLANS.get(module)
+    if plan is not None:
+        return plan
+    plan = []
+
+    def walk(sub: nn.Module, name: str) -> None:
+        if type(sub) is nn.Sequential:
+            for child_name, child in sub.named_children():
+                walk(child, f"{name}.{child_name}" if name else child_name)
+        elif _is_mlp(sub):
+            plan.append((name, "flatten", sub))
+            walk(sub.layers, f"{name}.layers" if name else "layers")
+        elif type(sub) is nn.Linear:
+            plan.append((name, "linear", sub))
+        elif _is_batch_norm(sub):
+            plan.append((name, "batch_norm", sub))
+        elif isinstance(sub, _ACTIVATIONS):
+            plan.append((name, "elementwise", sub))
+        else:
+            raise NotBatchable(f"{type(sub).__name__} has no batched implementation")
+
+    walk(module, "")
+    _PLANS[module] = plan
+    return plan
 
 
 def per_task_loss(loss_fn: Callable[[Tensor, Tensor], Tensor], out: Tensor, y: Tensor
                   ) -> Tensor:
-    """``loss_fn`` on each task's predictions: a vector with one loss per task."""
+    """``loss_fn`` on each task's predictions: a vector with one loss per task.
+
+    :class:`torch.nn.MSELoss` and :class:`torch.nn.CrossEntropyLoss` with their
+    default options are computed directly; any other loss through
+    :func:`torch.func.vmap`.
+    """
+    kind = type(loss_fn)
+    if kind is nn.MSELoss and loss_fn.reduction == "mean":
+        return ((out - y) ** 2).flatten(1).mean(1)
+    if kind is nn.CrossEntropyLoss and loss_fn.reduction == "mean" and loss_fn.weight is None \
+            and loss_fn.label_smoothing == 0 and y.dim() == 2 and out.dim() == 3:
+        flat = nn.functional.cross_entropy(out.flatten(0, 1), y.flatten(),
+                                           ignore_index=loss_fn.ignore_index, reduction="none")
+        kept = (y != loss_fn.ignore_index).sum(1)
+        return flat.view(y.shape).sum(1) / kept
     return torch.func.vmap(loss_fn)(out, y)

@@ -319,8 +319,8 @@ def meta_gradient(objective: Callable[[TaskBatch, Engine], Tensor], batches: Seq
     """
     names = [k for k, p in wrt.items() if p.requires_grad]
     n_total = sum(b.n_tasks for b in batches)
-    grads = {k: torch.zeros_like(p) for k, p in wrt.items()}
-    total = torch.zeros((), dtype=torch.float64)
+    grads: dict[str, Tensor] = {}
+    total = None
     for batch in batches:
         for _, losses in map_tasks(objective, batch, engine=engine, chunk_size=chunk_size):
             if names:
@@ -328,9 +328,14 @@ def meta_gradient(objective: Callable[[TaskBatch, Engine], Tensor], batches: Seq
                                          allow_unused=True)
                 for k, g in zip(names, gs):
                     if g is not None:
-                        grads[k] += g
-            total += losses.detach().sum().double().cpu()
-    return (total / max(n_total, 1)).to(_dtype_of(wrt)), grads
+                        grads[k] = g if k not in grads else grads[k] + g
+            part = losses.detach().double().sum()
+            total = part if total is None else total + part
+    for k, p in wrt.items():
+        if k not in grads:
+            grads[k] = torch.zeros_like(p)
+    mean = torch.zeros((), dtype=torch.float64) if total is None else total.cpu() / n_total
+    return mean.to(_dtype_of(wrt)), {k: grads[k] for k in wrt}
 
 
 def mean_over_tasks(fn: Callable[[TaskBatch, Engine], T], batches: Sequence[TaskBatch], *,
