@@ -153,6 +153,14 @@ class Learner:
 
     # ----------------------------------------------------------- inner loop
 
+    def start(self, X: Tensor, engine: Engine = "vmap") -> Params:
+        """The parameters that move, before the first step (one copy per task of ``X`` with
+        ``engine="batched"``, so that gradients of summed losses are per task)."""
+        fast = {k: self.params[k] for k in self.adapted}
+        if engine == "batched":
+            fast = {k: v.expand(X.shape[0], *v.shape) for k, v in fast.items()}
+        return fast
+
     def run_inner(self, X: Tensor, y: Tensor, *, steps: int, first_order: bool = False,
                   engine: Engine = "vmap") -> list[Params]:
         """Adapt to one task's support set ``(X, y)``: the inner loop.
@@ -198,9 +206,7 @@ class Learner:
                 loss = self.loss(fast, X, y, step=step, engine=engine)
                 return loss.sum() if engine == "batched" else loss
 
-        fast = {k: self.params[k] for k in self.adapted}
-        if engine == "batched":  # one copy per task: the gradient of the sum is per task
-            fast = {k: v.expand(X.shape[0], *v.shape) for k, v in fast.items()}
+        fast = self.start(X, engine)
         fasts = [fast]
         if engine == "vmap":
             grad_fn = grad(inner_loss)

@@ -299,7 +299,7 @@ def ridge_head(head: str, alpha: float = 1.0, *, classification: bool = False) -
 
     def run(learner: Any, X: Tensor, y: Tensor, *, steps: int, first_order: bool = False,
             engine: str = "vmap") -> list[Params]:
-        start = {k: learner.params[k] for k in learner.adapted}
+        start = learner.start(X, engine)
         if steps == 0:
             return [start]
         features = learner.features(X, engine=engine)  # (n, d), or (tasks, n, d) batched
