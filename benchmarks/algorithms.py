@@ -15,9 +15,7 @@ import argparse
 import time
 
 import numpy as np
-
-from _common import (machine_info, markdown_table, print_header, save_json,  # noqa: I001
-                     set_threads)
+from _common import machine_info, markdown_table, print_header, save_json, set_threads  # noqa: I001
 
 import skmeta
 from skmeta.datasets import make_sinusoid_tasks

@@ -18,9 +18,8 @@ import time
 
 import numpy as np
 import torch
-from torch.profiler import ProfilerActivity, profile
-
 from _common import machine_info, markdown_table, print_header, save_json, set_threads  # noqa: I001
+from torch.profiler import ProfilerActivity, profile
 
 from skmeta import MAMLRegressor
 from skmeta.datasets import make_sinusoid_tasks
