@@ -36,7 +36,7 @@ from . import functional as F
 from .adaptation import AdaptationMixin
 from .batching import MetaBatch, MetaBatchIterator, TaskSplit, make_meta_batch
 from .engines import EngineChooser
-from .inner_state import InnerState, _Learned
+from .inner_state import InnerState, ParamsFileMixin
 from .metrics import check_scoring_context
 from .modules import MLP
 from .parameters import SHARED_ATTRIBUTES, SHARED_PARAMS, Attribute, Param, install
@@ -51,7 +51,7 @@ __all__ = ["BaseMetaLearner", "MetaRegressorMixin", "MetaClassifierMixin", "Meta
 _UNSET: Any = object()
 
 
-class BaseMetaLearner(AdaptationMixin, NeuralNet):
+class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
     """Shared machinery of skmeta's meta-learners (not for direct use).
 
     See the module docstring for what an algorithm provides.
@@ -358,13 +358,6 @@ class BaseMetaLearner(AdaptationMixin, NeuralNet):
         kwargs = self.get_params_for("criterion")
         self.criterion_ = self.initialized_instance(self.criterion, kwargs)
         return self
-
-    def _get_module(self, name, msg):
-        # skorch's f_params (save_params, load_params, Checkpoint) holds the network and
-        # the inner rule's learned state together, so neither is restored without the other
-        if name in ("module_", "module") and self.initialized_:
-            return _Learned(self)
-        return super()._get_module(name, msg)
 
     # -------------------------------------------------------- the algorithm
 

@@ -118,6 +118,20 @@ def shard_bounds(n_tasks: int, rank: int, world_size: int) -> tuple[int, int]:
     The first ``n_tasks % world_size`` ranks take one task more; a rank may get
     none when the meta-batch has fewer tasks than there are ranks.
 
+    Parameters
+    ----------
+    n_tasks : int
+        Tasks in the meta-batch.
+    rank : int
+        This process's rank, from 0.
+    world_size : int
+        The number of processes.
+
+    Returns
+    -------
+    start, stop : int
+        This rank computes tasks ``start`` to ``stop - 1`` (``start == stop``: none).
+
     Examples
     --------
     >>> from skmeta.distributed import shard_bounds
@@ -195,6 +209,17 @@ def runs_on_rank(callback, rank: int) -> bool:
     callbacks) run on rank 0 only; all others (scoring, early stopping,
     learning-rate schedules, gradient clipping) run on every rank. A callback
     with a boolean attribute ``rank_zero_only`` decides for itself.
+
+    Parameters
+    ----------
+    callback : skorch callback
+        The callback.
+    rank : int
+        The rank asking.
+
+    Returns
+    -------
+    runs : bool
 
     Examples
     --------

@@ -10,7 +10,7 @@ from torch import nn
 
 from . import functional as F
 
-__all__ = ["InnerState"]
+__all__ = ["InnerState", "ParamsFileMixin"]
 
 
 def _escape(name: str) -> str:
@@ -62,3 +62,86 @@ class _Learned:
         self.net.module_.load_state_dict({k: v for k, v in state.items()
                                           if not k.startswith(self._PREFIX)})
         self.net.inner_state_.load_state_dict(own)
+
+
+class ParamsFileMixin:
+    """skorch's ``save_params``/``load_params`` for meta-learners: the network and the rule's
+    learned state travel together in ``f_params`` (and so in ``Checkpoint``)."""
+
+    def _get_module(self, name, msg):
+        if name in ("module_", "module") and self.initialized_:
+            return _Learned(self)
+        return super()._get_module(name, msg)
+
+    def save_params(self, f_params=None, f_optimizer=None, f_criterion=None, f_history=None,
+                    use_safetensors=False, **kwargs):
+        """Save the meta-parameters, optimizer state and history (skorch's format).
+
+        ``f_params`` holds the network's state dict together with the inner rule's
+        learned state (keys starting with ``__inner_state__.``; none for plain gradient
+        steps), so :class:`skorch.callbacks.Checkpoint` and :meth:`load_params` restore
+        both. The file is written with :func:`torch.save` (pickle): for files that cross
+        a trust boundary use :meth:`save` instead.
+
+        Parameters
+        ----------
+        f_params, f_optimizer, f_criterion, f_history : str, path or file, default=None
+            Where to write each part; None skips it.
+        use_safetensors : bool, default=False
+            As in skorch (tensors only: not for the optimizer).
+        **kwargs
+            ``f_<name>`` for other modules, as in skorch.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from skmeta import MetaSGDRegressor
+        >>> from skmeta.datasets import make_sinusoid_tasks
+        >>> tasks = make_sinusoid_tasks(n_tasks=20, random_state=0)
+        >>> est = MetaSGDRegressor(k_shot=10, max_epochs=1, verbose=0, random_state=0).fit(tasks)
+        >>> path = os.path.join(tempfile.mkdtemp(), "params.pt")
+        >>> est.save_params(f_params=path)
+        >>> twin = MetaSGDRegressor(k_shot=10, max_epochs=1, verbose=0, random_state=1)
+        >>> twin = twin.fit(tasks[:5])  # any fit builds networks of the right shapes
+        >>> twin.load_params(f_params=path)
+        >>> bool((twin.inner_state_.tensors()["layers.0.weight"]
+        ...       == est.inner_state_.tensors()["layers.0.weight"]).all())
+        True
+        """
+        return super().save_params(f_params=f_params, f_optimizer=f_optimizer,
+                                   f_criterion=f_criterion, f_history=f_history,
+                                   use_safetensors=use_safetensors, **kwargs)
+
+    def load_params(self, f_params=None, f_optimizer=None, f_criterion=None, f_history=None,
+                    checkpoint=None, use_safetensors=False, **kwargs):
+        """Load what :meth:`save_params` (or a ``Checkpoint``) wrote into a fitted estimator.
+
+        The network and the inner rule's learned state are restored together from
+        ``f_params``. The estimator must have networks of the same shapes (fit it, even
+        briefly, or ``initialize()`` it after setting ``input_shape_``). The files are read
+        with :func:`torch.load`: load only files you trust (:func:`skmeta.load` reads the
+        safe format).
+
+        Parameters
+        ----------
+        f_params, f_optimizer, f_criterion, f_history : str, path or file, default=None
+            What to read; None skips it.
+        checkpoint : skorch.callbacks.Checkpoint, default=None
+            Read the files this checkpoint wrote.
+        use_safetensors : bool, default=False
+            As in skorch.
+        **kwargs
+            ``f_<name>`` for other modules, as in skorch.
+
+        Examples
+        --------
+        See :meth:`save_params`.
+
+        >>> from skmeta import MAMLRegressor
+        >>> hasattr(MAMLRegressor, "load_params")
+        True
+        """
+        return super().load_params(f_params=f_params, f_optimizer=f_optimizer,
+                                   f_criterion=f_criterion, f_history=f_history,
+                                   checkpoint=checkpoint, use_safetensors=use_safetensors,
+                                   **kwargs)

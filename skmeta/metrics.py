@@ -85,6 +85,22 @@ TASK_SCORERS: dict[str, _TaskScorer] = {
 def get_task_scorer(name: str) -> _TaskScorer:
     """A task-aware scorer by name: one of ``TASK_SCORERS``.
 
+    The task-aware counterpart of :func:`sklearn.metrics.get_scorer`, for
+    ``scoring=`` in :class:`~sklearn.model_selection.GridSearchCV` and
+    :func:`~sklearn.model_selection.cross_val_score` on tasks.
+
+    Parameters
+    ----------
+    name : str
+        ``"r2"``, ``"neg_mean_squared_error"``, ``"neg_mean_absolute_error"``,
+        ``"accuracy"`` or ``"balanced_accuracy"``.
+
+    Returns
+    -------
+    scorer : callable
+        ``scorer(estimator, X, y=None, groups=None)``: adapts to each task and scores
+        its query set; the mean over tasks.
+
     Examples
     --------
     >>> from skmeta.metrics import get_task_scorer
@@ -122,6 +138,10 @@ def check_scoring_context(estimator: Any) -> None:
     ----------
     estimator : meta-learner
         The estimator being fitted (named in the message).
+
+    Returns
+    -------
+    None
 
     Raises
     ------

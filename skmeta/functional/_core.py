@@ -121,6 +121,11 @@ def inner_step(step: int | None) -> Iterator[None]:
     step : int or None
         The step index; None leaves the current one as it is.
 
+    Yields
+    ------
+    None
+        The block runs with :func:`current_step` returning ``step``.
+
     Examples
     --------
     >>> from skmeta.functional import current_step, inner_step

@@ -300,6 +300,10 @@ def check_head(learner: Learner, X: Tensor, *, rtol: float = 1e-5, atol: float =
     rtol, atol : float
         Tolerances of the comparison.
 
+    Returns
+    -------
+    None
+
     Raises
     ------
     ValueError
