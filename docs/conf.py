@@ -23,6 +23,7 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))  # document the checkout, installed or not
+sys.path.insert(0, str(DOCS / "_ext"))  # this documentation's own extensions
 
 import skmeta  # noqa: E402
 
@@ -43,6 +44,8 @@ extensions = [
     "numpydoc",
     "sphinx_gallery.gen_gallery",
     "myst_parser",
+    "external_refs",  # docs/_ext: links to Python, NumPy, scikit-learn, PyTorch, skorch docs
+    "repo_links",  # docs/_ext: links to repository files that a docs page includes
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
@@ -54,7 +57,9 @@ exclude_patterns = ["_build", "README.md", "**.ipynb_checkpoints", "auto_example
 default_role = "py:obj"
 nitpicky = False
 
-# No network access while building: no intersphinx inventories are fetched.
+# No network access while building: no intersphinx inventories are fetched. References to
+# Python, NumPy, scikit-learn, PyTorch, skorch and joblib are linked by docs/_ext/external_refs.py
+# instead (each name checked by importing it; unknown names are warnings, so -W fails).
 intersphinx_mapping: dict = {}
 
 # -- autodoc / autosummary / numpydoc ----------------------------------------------------
@@ -140,9 +145,10 @@ html_theme_options = {
 }
 html_context = {"default_mode": "light"}
 
-# docs/benchmarks.md (written with the benchmark scripts) links to ../benchmarks/README.md,
-# a file outside the documentation; on GitHub the link works, here it cannot resolve.
-suppress_warnings = ["myst.xref_missing"]
+# Markdown pages link to repository files outside docs/ by relative path (so that the links
+# work on GitHub); docs/_ext/repo_links.py points such links at the docs page that includes
+# the file. A link to a file outside docs/ that is not listed here fails the build.
+repo_link_pages = {"benchmarks/README.md": "running_benchmarks"}
 
 
 def _no_data_signature(app, what, name, obj, options, signature, return_annotation):
