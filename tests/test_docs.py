@@ -307,3 +307,12 @@ def test_external_refs_in_a_sphinx_build(tmp_path):
     assert ('href="https://scikit-learn.org/stable/modules/generated/'
             'sklearn.pipeline.Pipeline.html"') in html
     assert "torch.func.nosuch" in warnings.getvalue()
+
+
+def test_gallery_order_lists_every_example():
+    conf = (DOCS / "conf.py").read_text("utf-8")
+    listed = re.findall(r'^\s+"(\w+\.py)",$', conf.split("EXAMPLE_ORDER = [", 1)[1].split("]")[0],
+                        re.M)
+    present = sorted(p.name for p in EXAMPLES.glob("*.py"))
+    assert sorted(listed) == present, "docs/conf.py's EXAMPLE_ORDER must list every example"
+    assert listed[0] == "plot_sinusoid.py", "the gallery starts with the main example"
