@@ -12,6 +12,9 @@ Environment variables (all optional):
   nothing (the fast CI build: no outputs, no figures).
 * ``SKMETA_DATA``: the folder holding ``omniglot/``. Without the Omniglot data,
   ``plot_omniglot.py`` is built but not executed (the docs build never downloads).
+* ``SKMETA_DOCS_JOBS``: how many examples run at once, in separate processes (default: the
+  number of CPU cores, at most 4; ``1`` runs them one after another in the Sphinx
+  process). Each example uses one torch thread.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))  # document the checkout, installed or not
+# ... also in the processes the examples start (plot_save_load.py loads a model in a fresh
+# Python process), which would otherwise import whichever skmeta is installed
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 sys.path.insert(0, str(DOCS / "_ext"))  # this documentation's own extensions
 
 import gallery_order  # noqa: E402  (docs/_ext)
@@ -123,6 +130,12 @@ EXAMPLE_ORDER = [
 ]
 gallery_order.ORDER[:] = EXAMPLE_ORDER
 
+def _example_jobs() -> int | bool:
+    """Examples run in parallel processes: each uses one torch thread."""
+    jobs = int(os.environ.get("SKMETA_DOCS_JOBS", min(os.cpu_count() or 1, 4)))
+    return jobs if jobs > 1 else False
+
+
 sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),
     "gallery_dirs": "auto_examples",
@@ -142,6 +155,8 @@ sphinx_gallery_conf = {
     "only_warn_on_example_error": False,
     "abort_on_example_error": False,
     "min_reported_time": 5,
+    "capture_repr": (),  # examples print what they show; no stray reprs of plot objects
+    "parallel": _example_jobs(),
     "promote_jupyter_magic": False,
     "first_notebook_cell": None,
 }

@@ -20,16 +20,19 @@ the 10 points, next to a randomly initialised network.
 # the pseudo-gradient, averaged over 25 tasks); pre-training fits one network to
 # the pooled points of all tasks with Adam.
 import numpy as np
+import torch
 from sklearn.metrics import mean_squared_error
 
 from skmeta import PretrainedRegressor, ReptileRegressor
 from skmeta.datasets import make_sinusoid_tasks
 
+torch.set_num_threads(1)  # small network: one thread (see plot_sinusoid.py)
+
 tasks = make_sinusoid_tasks(n_tasks=1000, n_samples=20, random_state=0)
 common = dict(k_shot=10, batch_size=25, inner_lr=0.02, verbose=0, random_state=0)
 
 reptile = ReptileRegressor(inner_steps=5, lr=1.0, max_epochs=80, **common).fit(tasks)
-pretrained = PretrainedRegressor(lr=1e-3, max_epochs=80, **common).fit(tasks)
+pretrained = PretrainedRegressor(lr=1e-3, max_epochs=40, **common).fit(tasks)
 untrained = ReptileRegressor(max_epochs=0, **common).fit(tasks)  # the initial weights
 
 # %%
