@@ -67,7 +67,7 @@ default_role = "py:obj"
 nitpicky = False
 
 # No network access while building: no intersphinx inventories are fetched. References to
-# Python, NumPy, scikit-learn, PyTorch, skorch and joblib are linked by docs/_ext/external_refs.py
+# Python, NumPy, scikit-learn, PyTorch, skorch, joblib and pandas are linked by external_refs
 # instead (each name checked by importing it; unknown names are warnings, so -W fails).
 intersphinx_mapping: dict = {}
 

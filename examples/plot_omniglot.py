@@ -10,7 +10,8 @@ four alphabets of the small background set and test it on a fifth, Latin,
 whose letters it has never seen.
 
 The run is tiny (16 filters instead of 64, 300 meta-updates; about a minute on
-a two-core CPU): enough to see MAML work, far from the paper's accuracy. The data are read from the folder named by the ``SKMETA_DATA``
+a two-core CPU): enough to see MAML work, far from the paper's accuracy. The
+data are read from the folder named by the ``SKMETA_DATA``
 environment variable (``<SKMETA_DATA>/omniglot/images_background_small1.zip``);
 without them this example stops with a message, and it never downloads.
 """

@@ -1,4 +1,4 @@
-"""Links to the documentation of Python, NumPy, scikit-learn, PyTorch, skorch and joblib.
+"""Links to the documentation of Python, NumPy, scikit-learn, PyTorch, skorch, joblib and pandas.
 
 The docs build has no network, so it cannot download these projects' intersphinx
 inventories (and their inventories are their data, not ours to commit). Instead this
@@ -9,7 +9,8 @@ documentation, built from the URL pattern that project's documentation uses.
 
 Every name is checked by importing it: a reference to a name that does not exist (a typo,
 something removed in a newer release) is not linked but reported as a warning, so the
-build with ``-W`` fails. References to other packages are left to Sphinx.
+build with ``-W`` fails. References to other packages, and to a package of the list that
+is not installed (pandas is optional), are left to Sphinx.
 
 The resolver itself (:func:`resolve`) needs neither Sphinx nor a build; the test suite
 calls it directly (``tests/test_docs.py``).
@@ -30,9 +31,10 @@ SKLEARN = "https://scikit-learn.org/stable/"
 TORCH = "https://docs.pytorch.org/docs/stable/"
 SKORCH = "https://skorch.readthedocs.io/en/stable/"
 JOBLIB = "https://joblib.readthedocs.io/en/stable/"
+PANDAS = "https://pandas.pydata.org/docs/"
 
 #: Top-level packages this extension links to (besides the standard library).
-PACKAGES = ("numpy", "sklearn", "torch", "skorch", "joblib")
+PACKAGES = ("numpy", "sklearn", "torch", "skorch", "joblib", "pandas")
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,17 @@ def _top(name: str) -> str:
     return name.split(".", 1)[0]
 
 
+def _installed(top: str) -> bool:
+    try:
+        importlib.import_module(top)
+    except ImportError:
+        return False
+    return True
+
+
 def _is_covered(name: str) -> bool:
     top = _top(name)
-    return top in PACKAGES or top in sys.stdlib_module_names
+    return (top in PACKAGES and _installed(top)) or top in sys.stdlib_module_names
 
 
 def _public(name: str) -> bool:
@@ -288,12 +298,19 @@ def _raise(name):
     raise UnresolvedReference(name)
 
 
+def _pandas_url(name: str, obj) -> str:
+    if isinstance(obj, types.ModuleType):
+        return f"{PANDAS}reference/index.html" if name == "pandas" else _raise(name)
+    return f"{PANDAS}reference/api/{name}.html"  # classes, functions and their methods
+
+
 _PROJECTS = {
     "numpy": ("NumPy", _numpy_url),
     "sklearn": ("scikit-learn", _sklearn_url),
     "torch": ("PyTorch", _torch_url),
     "skorch": ("skorch", _skorch_url),
     "joblib": ("joblib", _joblib_url),
+    "pandas": ("pandas", _pandas_url),
 }
 
 
