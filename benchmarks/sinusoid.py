@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import re
 import shlex
 import sys
 import time
@@ -433,7 +434,8 @@ def gp_baseline(support, query, *, seed: int) -> dict:
             warnings.simplefilter("always")
             gp = GaussianProcessRegressor(kernel, normalize_y=True, random_state=seed + t)
             gp.fit(Xs[t].astype(np.float64), ys[t, :, 0].astype(np.float64))
-        warned.update(f"{w.category.__name__}: {' '.join(str(w.message).split())[:70]}"
+        warned.update(f"{w.category.__name__}: "  # the message with its numbers as N
+                      + re.sub(r"\d+", "N", " ".join(str(w.message).split()))[:70]
                       for w in caught)
         pred = gp.predict(Xq[t].astype(np.float64))
         mses.append(float(np.mean((pred - yq[t, :, 0]) ** 2)))

@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import shlex
 import sys
 import time
@@ -207,6 +208,7 @@ class WarningCounter:
         self._ctx.__exit__(*exc)
         for w in self._log:
             first_line = str(w.message).strip().splitlines()[0] if str(w.message).strip() else ""
+            first_line = re.sub(r"\d+", "N", first_line)  # one entry for "after 12/15 steps"
             self.counts[f"{w.category.__name__}: {first_line[:140]}"] += 1
         return False
 

