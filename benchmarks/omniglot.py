@@ -27,6 +27,14 @@ support set (head only, the convolutional features stay frozen) with Adam;
 features are computed with the batch statistics of the set they come from, as
 the meta-learners' batch norm does.
 
+Raw-pixel baselines, with no training at all, are scored on the same test
+episodes: 1-nearest-neighbour (each query image takes the class of the closest
+support image) and nearest centroid (the class whose mean support image is
+closest), each with the cosine distance (Vinyals et al. 2016's "pixels" baseline)
+and with the Euclidean distance, on the 28x28 images flattened to 784 values.
+With one shot per class the two rules coincide. ``--baselines-only`` runs them
+alone (a minute; no training).
+
 Usage (from the repository root)::
 
     SKMETA_DATA=../shared/data python benchmarks/omniglot.py --config cpu --minutes 25 \\
@@ -34,6 +42,9 @@ Usage (from the repository root)::
 
     SKMETA_DATA=../shared/data python benchmarks/omniglot.py --config gpu --minutes 10 \\
         --out benchmarks/results/omniglot_gpu
+
+    SKMETA_DATA=../shared/data python benchmarks/omniglot.py --baselines-only \\
+        --out benchmarks/results/omniglot_pixels
 
 ``--out PREFIX`` writes ``PREFIX.json`` and ``PREFIX.md``. ``--config cpu``
 trains each model for ``--minutes`` of wall-clock time with a narrow network
@@ -71,6 +82,15 @@ LABELS = {
     "reptile": "Reptile",
     "pretrain": "pre-training + fine-tuned head",
 }
+# Raw-pixel baselines (no training): name -> (rule, distance)
+BASELINES = {
+    "pixels-1nn-cosine": ("1-NN", "cosine"),
+    "pixels-1nn-euclidean": ("1-NN", "euclidean"),
+    "pixels-centroid-cosine": ("nearest centroid", "cosine"),
+    "pixels-centroid-euclidean": ("nearest centroid", "euclidean"),
+}
+for _name, (_rule, _dist) in BASELINES.items():
+    LABELS[_name] = f"raw pixels, {_rule} ({_dist}), no training"
 
 # Test settings: name -> (n_way, k_shot, n_query, within_alphabet).
 SETTINGS = {
@@ -337,6 +357,49 @@ def evaluate_pretrain(net, cfg, data, n_episodes, seed, device):
 
 
 # ---------------------------------------------------------------------------
+# raw-pixel baselines (no training)
+
+
+def pixel_predictions(task, rule, distance):
+    """Labels predicted for ``task.X_query`` from its support set, on flattened pixels."""
+    Xs = task.X_support.reshape(len(task.X_support), -1).astype(np.float64)
+    Xq = task.X_query.reshape(len(task.X_query), -1).astype(np.float64)
+    ys = np.asarray(task.y_support)
+    if rule == "nearest centroid":
+        labels = np.unique(ys)
+        if distance == "cosine":  # the mean of the unit-length support images
+            Xs = Xs / np.maximum(np.linalg.norm(Xs, axis=1, keepdims=True), 1e-12)
+        Xs = np.stack([Xs[ys == c].mean(0) for c in labels])
+        ys = labels
+    if distance == "cosine":
+        Xs = Xs / np.maximum(np.linalg.norm(Xs, axis=1, keepdims=True), 1e-12)
+        Xq = Xq / np.maximum(np.linalg.norm(Xq, axis=1, keepdims=True), 1e-12)
+        d = -Xq @ Xs.T
+    else:
+        d = (Xq ** 2).sum(1)[:, None] - 2 * Xq @ Xs.T + (Xs ** 2).sum(1)[None, :]
+    return ys[np.argmin(d, axis=1)]
+
+
+def run_baseline(name, data, n_episodes, seed):
+    """Score one raw-pixel baseline on every test setting (``data``: :func:`load_data`)."""
+    rule, distance = BASELINES[name]
+    results = {}
+    t_all = time.perf_counter()
+    for setting in SETTINGS:
+        t0 = time.perf_counter()
+        scores = [float(np.mean(pixel_predictions(task, rule, distance) == task.y_query))
+                  for task in test_episodes(data, setting, n_episodes, seed)]
+        results[setting] = {**summarise(scores),
+                            "eval_seconds": round(time.perf_counter() - t0, 1),
+                            "head": f"{rule}, {distance} distance on 784 raw pixels"}
+    info = {"algorithm": f"{rule} on raw pixels ({distance} distance)", "train_seconds": 0.0,
+            "training": "none", "eval_seconds": round(time.perf_counter() - t_all, 1)}
+    print(f"[{name}] done: " + ", ".join(f"{s} {r['mean']:.3f}" for s, r in results.items()),
+          flush=True)
+    return {"name": name, "label": LABELS[name], "settings": info, "accuracy": results}
+
+
+# ---------------------------------------------------------------------------
 # driver
 
 
@@ -374,6 +437,9 @@ def markdown_table(results):
         accs = " | ".join(f"{100 * r['accuracy'][s]['mean']:.1f} ± "
                           f"{100 * r['accuracy'][s]['ci95']:.1f}" for s in SETTINGS)
         info = r["settings"]
+        if info.get("training") == "none":
+            rows.append(f"| {r['label']} | {accs} | - | - |")
+            continue
         iters = info.get("meta_iterations", info.get("steps"))
         unit = "meta-iterations" if "meta_iterations" in info else "SGD steps"
         rows.append(f"| {r['label']} | {accs} | {info['train_seconds'] / 60:.1f} min | "
@@ -402,6 +468,11 @@ def main(argv=None):
                         help="folder holding omniglot/ (default: $SKMETA_DATA)")
     parser.add_argument("--out", default=None,
                         help="write results to OUT.json and OUT.md")
+    parser.add_argument("--baselines-only", action="store_true",
+                        help="only the raw-pixel baselines (1-NN, nearest centroid): no "
+                             "training, about a minute")
+    parser.add_argument("--no-baselines", action="store_true",
+                        help="skip the raw-pixel baselines")
     args = parser.parse_args(argv)
 
     cfg = CONFIGS[args.config]
@@ -414,6 +485,8 @@ def main(argv=None):
     job_args = {"config": args.config, "minutes": minutes, "threads": threads,
                 "device": args.device, "data_home": args.data_home, "seed": args.seed,
                 "test_seed": args.test_seed, "test_episodes": args.test_episodes}
+    if args.baselines_only:
+        models = []
     jobs = [{"name": m, "args": job_args} for m in models]
 
     t0 = time.perf_counter()
@@ -422,14 +495,18 @@ def main(argv=None):
             results = pool.map(run_model, jobs, chunksize=1)
     else:
         results = [run_model(job) for job in jobs]
+    data = load_data(args.data_home)
+    if not args.no_baselines:
+        results += [run_baseline(name, data, args.test_episodes, args.test_seed)
+                    for name in BASELINES]
     total = time.perf_counter() - t0
 
-    data = load_data(args.data_home)
     table = markdown_table(results)
     print()
     print(table)
     report = {
-        "config": args.config, "minutes_per_model": minutes, "jobs": args.jobs,
+        "config": args.config, "baselines_only": args.baselines_only,
+        "minutes_per_model": 0 if args.baselines_only else minutes, "jobs": args.jobs,
         "threads_per_job": threads, "total_wall_seconds": round(total, 1),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpu_count": os.cpu_count(), "torch": torch.__version__,
@@ -453,9 +530,10 @@ def main(argv=None):
         with open(args.out + ".json", "w") as f:
             json.dump(report, f, indent=2)
         with open(args.out + ".md", "w") as f:
-            f.write(f"Omniglot few-shot accuracy (%), config {args.config}, "
-                    f"{minutes:g} min per model, {args.test_episodes} test episodes, "
-                    "mean ± 95% CI\n\n" + table + "\n")
+            what = ("raw-pixel baselines only, no training" if args.baselines_only
+                    else f"config {args.config}, {minutes:g} min per model")
+            f.write(f"Omniglot few-shot accuracy (%), {what}, {args.test_episodes} test "
+                    f"episodes (seed {args.test_seed}), mean ± 95% CI\n\n" + table + "\n")
         print(f"\nwrote {args.out}.json and {args.out}.md")
     return report
 
