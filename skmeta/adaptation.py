@@ -61,11 +61,13 @@ class AdaptationMixin:
 
     def _evaluate(self, batch: MetaBatch, steps: int, inner_lr: float | None, *,
                   strict: bool, query: bool = True) -> tuple[list, list]:
-        """Adapt on the support sets; per-task query losses and predictions (or fast weights).
+        """Adapt on the support sets; per-task query losses and each group's predictions.
 
         ``strict`` raises when adapted weights or support predictions are not finite;
         otherwise tasks with non-finite weights or query predictions get NaN
-        predictions. With ``query=False``, returns ``(None, fast weights)``.
+        predictions. Returns ``(losses, outputs)``: a loss per task and, per group of
+        ``batch``, its query predictions (padded as its query sets are); with
+        ``query=False``, ``(None, fast weights per group)``.
         """
         module = self.get_adaptation_module()
         with self._functional_lock:
@@ -91,17 +93,23 @@ class AdaptationMixin:
             if not query:
                 return None, fasts
             losses: list = [None] * len(batch)
-            preds: list = [None] * len(batch)
+            outputs = []  # one per group, padded like its query sets
             with _mode(module, training=False):
                 for (positions, b), fast, ok in zip(batch.groups, fasts, finite):
                     out = F.predict(learner, fast, b.X_query, step=max(steps - 1, 0),
                                     engine=engine, chunk_size=self.chunk_size)
-                    ok = _finite_rows([out]) if ok is None else ok & _finite_rows([out])
+                    real = _finite_rows([out] if b.query_mask is None else
+                                        [out.masked_fill(~b.query_mask.view(
+                                            *b.query_mask.shape, *[1] * (out.dim() - 2)), 0)])
+                    ok = real if ok is None else ok & real
                     out = torch.where(ok.view(-1, *[1] * (out.dim() - 1)), out, torch.nan)
+                    outputs.append(out)
+                    if b.query_mask is not None:  # padded: the criterion, without the padding
+                        per_task = F.per_task_loss(self.criterion_, out, b.y_query, b.query_mask)
                     for j, pos in enumerate(positions):
-                        losses[pos] = self.get_task_loss(out[j], b.y_query[j])
-                        preds[pos] = out[j]
-        return losses, preds
+                        losses[pos] = per_task[j] if b.query_mask is not None else \
+                            self.get_task_loss(out[j], b.y_query[j])
+        return losses, outputs
 
     def _rates(self, inner_lr: float | None) -> str:
         """The inner learning rate(s) adaptation uses, in words."""
@@ -268,19 +276,20 @@ class AdaptationMixin:
         for start in range(0, len(tasks), 256):
             batch = self.get_meta_batch(tasks, np.arange(start, min(start + 256, len(tasks))),
                                         rng, training=False)
-            _, preds = self._evaluate(batch, self._adapt_steps(), None, strict=False)
+            _, outputs = self._evaluate(batch, self._adapt_steps(), None, strict=False)
             found: list = [None] * len(batch)
-            for positions, b in batch.groups:
+            for (positions, b), pred in zip(batch.groups, outputs):
                 classes = None if batch.classes is None else [batch.classes[p] for p in positions]
-                pred = torch.stack([preds[p] for p in positions])
-                if metric is None:
-                    for j, values in enumerate(zip(*self._group_scores(b.y_query, pred,
-                                                                       classes))):
+                if metric is None:  # vectorised over the group
+                    for j, values in enumerate(zip(*self._group_scores(
+                            b.y_query, pred, classes, b.query_mask))):
                         found[positions[j]] = values
-                else:
-                    for j, pos in enumerate(positions):
-                        found[pos] = (self._task_score(b.y_query[j], pred[j], None if classes
-                                                       is None else classes[j], metric), 0, 0)
+                    continue
+                for j, pos in enumerate(positions):  # the task's real query rows
+                    rows = slice(None) if b.query_mask is None else b.query_mask[j]
+                    found[pos] = (self._task_score(b.y_query[j][rows], pred[j][rows],
+                                                   None if classes is None else classes[j],
+                                                   metric), 0, 0)
             per_task.extend(found)
         scores, nums, dens = (np.asarray(v, dtype=float) for v in zip(*per_task))
         if not np.isfinite(scores).all():

@@ -19,7 +19,7 @@ class _BaseANIL(BaseMetaLearner):
     and ``adapt`` cost little more than a forward pass of the body.
     """
 
-    supports_batched = True
+    supports_batched = supports_query_mask = True
 
     _params = {
         "first_order": FIRST_ORDER,

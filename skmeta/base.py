@@ -402,6 +402,7 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
 
     task_pseudo_gradient = None  # (learner, task, engine) -> (loss, {name: pseudo-gradient})
     supports_batched = False  # True: the per-task function runs with engine="batched" too
+    supports_query_mask = False  # True: it passes task.query_mask to the learner's loss
 
     def _batched(self, kind: str, module: nn.Module) -> tuple[bool, str]:
         """Whether the batched engine can run ``kind`` work on ``module``, and why not."""
@@ -493,7 +494,15 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
         return make_meta_batch(tasks, indices, rng, k_shot=self.k_shot, n_query=self.n_query,
                                classification=self._classification, encode=self._encode_targets,
                                to_tensor=self._to_tensor, training=training,
-                               need_query=need_query)
+                               need_query=need_query, pad_queries=self._pads_queries())
+
+    def _pads_queries(self) -> bool:
+        """Whether query sets of different lengths are padded into one group (see
+        :func:`skmeta.batching.make_meta_batch`): the algorithm passes ``query_mask`` on
+        and the loss can leave padded rows out."""
+        return self.supports_query_mask and \
+            type(self).get_task_loss is BaseMetaLearner.get_task_loss and \
+            F.maskable(self.criterion_)
 
     # ------------------------------------------------------------------- steps
 

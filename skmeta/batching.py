@@ -138,7 +138,8 @@ class MetaBatch:
 
 def make_meta_batch(tasks: Sequence, indices: Any, rng: np.random.Generator, *, k_shot: int,
                     n_query: int | None, classification: bool, encode: Callable,
-                    to_tensor: Callable, training: bool, need_query: bool = True) -> MetaBatch:
+                    to_tensor: Callable, training: bool, need_query: bool = True,
+                    pad_queries: bool = False) -> MetaBatch:
     """Split tasks ``indices`` into support and query sets and stack them by shape.
 
     Parameters
@@ -161,6 +162,10 @@ def make_meta_batch(tasks: Sequence, indices: Any, rng: np.random.Generator, *, 
         Meta-training (labels permuted) or evaluation.
     need_query : bool, default=True
         Whether every task must have a query set.
+    pad_queries : bool, default=False
+        Stack tasks whose query sets differ only in length together, padding the
+        shorter ones (``TaskBatch.query_mask`` marks the real rows), instead of one
+        group per length: much faster for tables whose groups differ in size.
 
     Returns
     -------
@@ -193,10 +198,44 @@ def make_meta_batch(tasks: Sequence, indices: Any, rng: np.random.Generator, *, 
         cls, ys, yq = encode(ys, yq, rng=rng if training else None, where=where)
         split.append((Xs, ys, Xq, yq))
         classes.append(cls)
-    groups = [(positions, TaskBatch(to_tensor(Xs, False), to_tensor(ys, True),
-                                    to_tensor(Xq, False), to_tensor(yq, True)))
-              for positions, (Xs, ys, Xq, yq) in group_by_shape(split)]
+    grouped = _pad_queries(split) if pad_queries and need_query else \
+        [(positions, (*arrays, None)) for positions, arrays in group_by_shape(split)]
+    groups = []
+    for positions, (Xs, ys, Xq, yq, mask) in grouped:
+        if mask is not None:
+            mask = torch.as_tensor(mask, device=to_tensor(np.zeros(0, np.float32), False).device)
+        groups.append((positions, TaskBatch(to_tensor(Xs, False), to_tensor(ys, True),
+                                            to_tensor(Xq, False), to_tensor(yq, True), mask)))
     return MetaBatch(groups, classes if classification else None, [int(i) for i in indices])
+
+
+def _padded(a: np.ndarray, length: int) -> np.ndarray:
+    return np.concatenate([a, np.zeros((length - len(a), *a.shape[1:]), a.dtype)])
+
+
+def _pad_queries(split: Sequence[tuple]) -> list[tuple[list[int], tuple]]:
+    """Group split tasks that differ at most in query length; pad their query sets.
+
+    Returns ``[(positions, (Xs, ys, Xq, yq, mask)), ...]``: stacked arrays, with a
+    boolean ``mask`` of the real query rows, or None when no task needed padding.
+    """
+    buckets: dict[tuple, list[int]] = {}
+    for i, (Xs, ys, Xq, yq) in enumerate(split):
+        key = (Xs.shape, Xs.dtype.str, ys.shape, ys.dtype.str, Xq.shape[1:], Xq.dtype.str,
+               yq.shape[1:], yq.dtype.str)
+        buckets.setdefault(key, []).append(i)
+    out = []
+    for positions in buckets.values():
+        lengths = [len(split[i][2]) for i in positions]
+        longest = max(lengths)
+
+        stacked = [np.stack([split[i][j] for i in positions]) for j in (0, 1)]
+        stacked += [np.stack([_padded(split[i][j], longest) for i in positions])
+                     for j in (2, 3)]
+        mask = None if min(lengths) == longest else \
+            np.arange(longest)[None, :] < np.asarray(lengths)[:, None]
+        out.append((positions, (*stacked, mask)))
+    return out
 
 
 def _every_task(n: int) -> str:

@@ -57,7 +57,7 @@ def msl_weights(n_steps: int, epoch: int, msl_epochs: int) -> np.ndarray:
 class _BaseMAMLPlusPlus(BaseMetaLearner):
     """MAML with the stabilising and speeding tricks of MAML++, each switchable on its own."""
 
-    supports_batched = True
+    supports_batched = supports_query_mask = True
     _params = {
         "first_order": FIRST_ORDER,
         "multi_step_loss_epochs": Param(
@@ -87,7 +87,7 @@ class _BaseMAMLPlusPlus(BaseMetaLearner):
     _attributes = {"per_step_bn_": Attribute("list of str", "The per-step batch-norm parameters.")}
 
     def _epoch(self) -> int:
-        return max(len(self.history_) - 1, 0) if self.history_ is not None else 0
+        return max(len(self.history_ or []) - 1, 0)
 
     def _phase_epochs(self, value, share: int) -> int:
         return max(self.max_epochs // share, 1) if value is None else int(value)
@@ -128,10 +128,11 @@ class _BaseMAMLPlusPlus(BaseMetaLearner):
         msl_epochs = self._phase_epochs(self.multi_step_loss_epochs, 10)
         if self._epoch() >= msl_epochs:
             return learner.loss(fasts[-1], task.X_query, task.y_query, step=steps - 1,
-                                engine=engine)
+                                engine=engine, mask=task.query_mask)
         weights = msl_weights(steps, self._epoch(), msl_epochs)
         return sum(float(w) * learner.loss(fasts[k + 1], task.X_query, task.y_query, step=k,
-                                           engine=engine) for k, w in enumerate(weights))
+                                           engine=engine, mask=task.query_mask)
+                   for k, w in enumerate(weights))
 
     def get_default_callbacks(self):
         callbacks = list(super().get_default_callbacks())

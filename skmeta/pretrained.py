@@ -47,11 +47,14 @@ def joint_task_loss(learner: Learner, task: TaskBatch, engine: str = "vmap") -> 
     >>> joint_task_loss(learner, task).shape
     torch.Size([])
     """
-    X, y = task.X_support, task.y_support
+    X, y, mask = task.X_support, task.y_support, None
     if task.X_query is not None:
         axis = 1 if engine == "batched" else 0
         X, y = torch.cat([X, task.X_query], axis), torch.cat([y, task.y_query], axis)
-    return learner.loss({}, X, y, engine=engine)
+        if task.query_mask is not None:  # padded query rows do not count
+            mask = torch.cat([torch.ones(task.y_support.shape[:axis + 1], dtype=torch.bool,
+                                         device=X.device), task.query_mask], axis)
+    return learner.loss({}, X, y, engine=engine, mask=mask)
 
 
 class _BasePretrained(BaseMetaLearner):
@@ -66,7 +69,7 @@ class _BasePretrained(BaseMetaLearner):
     ``train_loss`` is the joint training loss (before any adaptation).
     """
 
-    supports_batched = True
+    supports_batched = supports_query_mask = True
 
     def task_objective(self, learner, task, engine):
         return joint_task_loss(learner, task, engine)

@@ -24,7 +24,7 @@ class _BaseR2D2(BaseMetaLearner):
     regularisation strength.
     """
 
-    supports_batched = True
+    supports_batched = supports_query_mask = True
 
     _params = {
         "head": Param(None, "str or None", "The ``nn.Linear`` layer solved per task; it must be "

@@ -59,7 +59,7 @@ def reptile_pseudo_gradient(learner: Learner, task: TaskBatch, *, steps: int,
                                        else (), float("nan"))
     else:
         loss = learner.loss(fast, task.X_query, task.y_query, step=max(steps - 1, 0),
-                            engine=engine)
+                            engine=engine, mask=task.query_mask)
     return loss, pseudo
 
 
@@ -72,7 +72,7 @@ class _BaseReptile(BaseMetaLearner):
     learning rate ``lr`` this is ``phi <- phi + lr * (mean(W) - phi)``.
     """
 
-    supports_batched = True
+    supports_batched = supports_query_mask = True
 
     _param_defaults = {"optimizer": torch.optim.SGD, "lr": 1.0, "inner_steps": 5}
 

@@ -69,13 +69,17 @@ class MetaRegressorMixin:
     def _task_score(self, y_true: torch.Tensor, pred: torch.Tensor, classes, metric) -> float:
         return float(metric(y_true.detach().cpu().numpy(), pred.detach().cpu().numpy()))
 
-    def _group_scores(self, y_query: torch.Tensor, pred: torch.Tensor, classes
+    def _group_scores(self, y_query: torch.Tensor, pred: torch.Tensor, classes,
+                      mask: torch.Tensor | None = None
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per-task R² (as sklearn's r2_score), and per-task, per-target SSE and SST."""
+        """Per-task R² (as sklearn's r2_score), and per-task, per-target SSE and SST, over the
+        real query rows (``mask``)."""
         y = y_query.to(torch.float64)
         p = pred.to(torch.float64).reshape(y.shape)
-        ss_res = ((y - p) ** 2).sum(1)
-        ss_tot = ((y - y.mean(1, keepdim=True)) ** 2).sum(1)
+        m = torch.ones_like(y[..., :1]) if mask is None else mask[..., None].to(y.dtype)
+        mean = (y * m).sum(1, keepdim=True) / m.sum(1, keepdim=True)
+        ss_res = (((y - p) ** 2) * m).sum(1)
+        ss_tot = (((y - mean) ** 2) * m).sum(1)
         return (_r2(ss_res, ss_tot).mean(-1).cpu().numpy(), ss_res.cpu().numpy(),
                 ss_tot.cpu().numpy())
 
@@ -142,15 +146,20 @@ class MetaClassifierMixin:
         y_pred = classes[pred[:, :len(classes)].argmax(-1).cpu().numpy()]
         return float(metric(y_true, y_pred))
 
-    def _group_scores(self, y_query: torch.Tensor, pred: torch.Tensor, classes
+    def _group_scores(self, y_query: torch.Tensor, pred: torch.Tensor, classes,
+                      mask: torch.Tensor | None = None
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per-task accuracy among each task's own classes, correct counts and query sizes."""
+        """Per-task accuracy among each task's own classes, correct counts and query sizes,
+        over the real query rows (``mask``)."""
         n_cls = torch.tensor([len(c) for c in classes], device=pred.device)
         outside = torch.arange(pred.shape[-1], device=pred.device) >= n_cls[:, None, None]
         logits = pred.masked_fill(outside, float("-inf"))
         correct = (logits.argmax(-1) == y_query).to(torch.float64)
-        n = np.full(len(classes), y_query.shape[1], dtype=float)
-        return correct.mean(1).cpu().numpy(), correct.sum(1).cpu().numpy(), n
+        diverged = torch.isnan(pred).any(-1)  # NaN predictions count as NaN, not as wrong
+        correct = correct.masked_fill(diverged, float("nan"))
+        m = torch.ones_like(correct) if mask is None else mask.to(correct.dtype)
+        hits, n = (correct * m).sum(1), m.sum(1)
+        return (hits / n).cpu().numpy(), hits.cpu().numpy(), n.cpu().numpy()
 
     @staticmethod
     def _summarise(scores: np.ndarray, num: np.ndarray, den: np.ndarray) -> float:

@@ -405,3 +405,60 @@ def test_r2d2_classifier_adapts_to_any_number_of_classes_and_saves(pool, tmp_pat
     assert 0 <= clf.score([(X[y < 4], y[y < 4])]) <= 1
     with pytest.raises(ValueError, match="closed form"):
         clf.adapt(X[:6], y[:6], inner_lr=0.1)
+
+
+# ------------------------------------------------- query sets of different lengths
+
+
+def _uneven_tasks(classification=False, seed=0):
+    rng = np.random.default_rng(seed)
+    tasks = []
+    for t in range(9):
+        n = 8 + 3 * (t % 4)  # 8, 11, 14, 17 examples
+        X = rng.normal(size=(n, 3))
+        y = (np.arange(n) % 3) if classification else X @ rng.normal(size=3) + rng.normal()
+        tasks.append((X, y))
+    return tasks
+
+
+@pytest.mark.parametrize("Est", [MAMLRegressor, MetaSGDRegressor, ANILRegressor,
+                                 MAMLPlusPlusRegressor, R2D2Regressor, skmeta.ReptileRegressor,
+                                 skmeta.PretrainedRegressor, MAMLClassifier, R2D2Classifier])
+@pytest.mark.parametrize("engine", ["vmap", "loop", "batched"])
+def test_padded_query_sets_give_the_numbers_of_one_group_per_length(Est, engine):
+    classification = Est._classification
+    tasks = _uneven_tasks(classification)
+    kw = dict(n_way=3, k_shot=1) if classification else dict(k_shot=4)
+    est = Est(module=DoubleMLP, inner_steps=2, **kw, **{**FAST, "max_epochs": 0}).fit(tasks)
+    assert est._pads_queries()
+    seq = as_tasks(tasks, classification=classification)
+    padded = est.get_meta_batch(seq, np.arange(9), np.random.default_rng(1), training=True)
+    assert len(padded.groups) == 1 and padded.groups[0][1].query_mask is not None
+    rng = np.random.default_rng(1)
+    from skmeta.batching import make_meta_batch
+    plain = make_meta_batch(seq, np.arange(9), rng, k_shot=est.k_shot, n_query=None,
+                            classification=classification, encode=est._encode_targets,
+                            to_tensor=est._to_tensor, training=True)
+    assert len(plain.groups) == 4
+    lp, gp = est.get_meta_gradient(padded, engine)
+    lr, gr = est.get_meta_gradient(plain, engine)
+    torch.testing.assert_close(lp, lr, rtol=1e-10, atol=1e-12)
+    for k in gr:
+        torch.testing.assert_close(gp[k], gr[k], rtol=1e-8, atol=1e-12, msg=k)
+    if not isinstance(est, skmeta.PretrainedRegressor):  # scores: per task, as without padding
+        scores = est.score_tasks(tasks)
+        assert scores.shape == (9,) and np.isfinite(scores).all()
+
+
+def test_no_padding_without_a_maskable_loss_or_the_algorithms_consent():
+    tasks = _uneven_tasks()
+    est = MAMLRegressor(criterion=nn.L1Loss, k_shot=4, **FAST).fit(tasks)
+    assert not est._pads_queries()
+    batch = est.get_meta_batch(as_tasks(tasks, classification=False), np.arange(9),
+                               np.random.default_rng(0), training=True)
+    assert len(batch.groups) == 4 and all(b.query_mask is None for _, b in batch.groups)
+
+    class Unaware(MAMLRegressor):
+        supports_query_mask = False
+
+    assert not Unaware(k_shot=4, **FAST).fit(tasks)._pads_queries()

@@ -57,7 +57,7 @@ def _hand_written_meta_loss(W, b, batch, inner_lr, steps):
     """Second-order MAML meta-loss of a linear model with MSE, inner steps written by hand."""
     losses = []
     for t in range(batch.n_tasks):
-        Xs, ys, Xq, yq = (a[t] for a in batch)
+        Xs, ys, Xq, yq = (a[t] for a in batch[:4])
         w, c = W, b
         for _ in range(steps):
             r = Xs @ w.T + c - ys  # (n, out)

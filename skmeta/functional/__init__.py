@@ -54,7 +54,7 @@ MAML's meta-gradient, written with the core:
 torch.Size([4, 1, 1])
 """
 
-from ._batched import batchable, batched_forward
+from ._batched import batchable, batched_forward, maskable, masked_loss, per_task_loss
 from ._core import (
     Engine,
     LossFn,
@@ -96,4 +96,7 @@ __all__ = [
     "vmap_support",
     "batchable",
     "batched_forward",
+    "maskable",
+    "masked_loss",
+    "per_task_loss",
 ]

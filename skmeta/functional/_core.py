@@ -44,6 +44,9 @@ class TaskBatch(NamedTuple):
         The query inputs; None when only support sets are known (adaptation).
     y_query : Tensor of shape (n_tasks, n_query, ...) or None
         The query targets.
+    query_mask : bool Tensor of shape (n_tasks, n_query) or None
+        Tasks whose query sets differ in size are padded to the longest; the mask
+        says which query rows are real. None: every row is (no padding).
 
     Examples
     --------
@@ -60,6 +63,7 @@ class TaskBatch(NamedTuple):
     y_support: Tensor
     X_query: Tensor | None = None
     y_query: Tensor | None = None
+    query_mask: Tensor | None = None
 
     @property
     def n_tasks(self) -> int:

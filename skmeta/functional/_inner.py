@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad
 
-from ._batched import batched_forward, per_task_loss
+from ._batched import batched_forward, masked_loss, per_task_loss
 from ._core import Engine, LossFn, Params, TaskBatch, forward, inner_step, map_tasks
 from ._rules import InnerRule
 
@@ -110,11 +110,16 @@ class Learner:
         return forward(self.module, params, self.buffers, X, step=step)
 
     def loss(self, fast: Mapping[str, Tensor], X: Tensor, y: Tensor, *,
-             step: int | None = None, engine: Engine = "vmap") -> Tensor:
-        """``loss_fn(forward(fast, X), y)`` (one loss per task with ``engine="batched"``)."""
+             step: int | None = None, engine: Engine = "vmap", mask: Tensor | None = None
+             ) -> Tensor:
+        """``loss_fn(forward(fast, X), y)`` (one loss per task with ``engine="batched"``).
+
+        ``mask`` (a task's ``query_mask``) leaves padded rows out of the mean.
+        """
         out = self.forward(fast, X, step=step, engine=engine)
-        return per_task_loss(self.loss_fn, out, y) if engine == "batched" else \
-            self.loss_fn(out, y)
+        if engine == "batched":
+            return per_task_loss(self.loss_fn, out, y, mask)
+        return self.loss_fn(out, y) if mask is None else masked_loss(self.loss_fn, out, y, mask)
 
     def features(self, X: Tensor, *, step: int | None = None, engine: Engine = "vmap"
                  ) -> Tensor:
@@ -281,7 +286,7 @@ def query_loss(learner: Learner, task: TaskBatch, *, steps: int, first_order: bo
     fasts = learner.run_inner(task.X_support, task.y_support, steps=steps,
                               first_order=first_order, engine=engine)
     return learner.loss(fasts[-1], task.X_query, task.y_query, step=max(steps - 1, 0),
-                        engine=engine)
+                        engine=engine, mask=task.query_mask)
 
 
 def check_head(learner: Learner, X: Tensor, *, rtol: float = 1e-5, atol: float = 1e-6) -> None:
