@@ -194,8 +194,7 @@ class MAMLPlusPlusClassifier(MetaClassifierMixin, _BaseMAMLPlusPlus):
     >>> y = np.repeat(np.arange(10), 4)
     >>> clf = MAMLPlusPlusClassifier(module=ConvNet, module__n_filters=4, module__n_blocks=2,
     ...                              module__image_size=8, n_way=2, k_shot=1, n_query=1,
-    ...                              n_episodes=4, inner_steps=2, inner_lr=0.1, max_epochs=1,
-    ...                              verbose=0, random_state=0).fit(X, y)
+    ...                              n_episodes=4, inner_steps=2, verbose=0).fit(X, y)
     >>> clf.module_.features[1].weight.shape  # a scale per inner step and channel
     torch.Size([2, 4])
     """
