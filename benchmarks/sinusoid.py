@@ -46,6 +46,7 @@ from torch.nn.functional import mse_loss
 from skmeta import MAMLRegressor, ReptileRegressor, Task
 from skmeta import functional as F
 from skmeta.modules import MLP
+from skmeta.reptile import reptile_pseudo_gradient
 
 K, Q, META_BATCH = 10, 10, 25
 INNER_LR, MAML_LR = 0.01, 1e-3
@@ -53,8 +54,12 @@ REPTILE_STEPS, REPTILE_LR = 5, 0.1
 ALGOS = {"maml2": "MAML, 2nd order", "maml1": "MAML, 1st order",
          "reptile": f"Reptile ({REPTILE_STEPS} steps)"}
 N_TEST = 600  # fresh test tasks of the accuracy check (and of the per-task baselines)
-TARGET_VS_LOOP = {"maml2": 6.0, "maml1": 5.0, "reptile": 5.0}
-TARGET_VS_RAW = {"maml2": 1.25}
+# the targets of the issue on small networks: skmeta fit at least this many times faster
+# than a learn2learn-style clone/adapt loop (the plain loop stands in when learn2learn does
+# not import; measured within 15-25% of learn2learn here): meta-batch 25, and 100
+TARGET_VS_LOOP = {"maml2": 10.0, "maml1": 12.0, "reptile": 5.0}
+TARGET_VS_LOOP_LARGE = 20.0
+TARGET_SHELL_MS = 0.1
 SHELL = "skmeta fit, meta-gradient cached (shell only)"
 
 
@@ -140,21 +145,22 @@ class _Runner:
 
 
 class Functional(_Runner):
-    """skmeta.functional's meta-gradient, no estimator (engine 'vmap' or 'loop')."""
+    """skmeta.functional's meta-gradient, no estimator (engine 'batched', 'vmap' or 'loop')."""
 
     def __init__(self, algo: str, state: dict, engine: str):
         super().__init__(algo, state)
         self.engine = engine
+        self.learner = F.Learner(self.net, self.params, {}, torch.nn.MSELoss(), F.sgd(INNER_LR))
 
     def compute_grads(self, b):
         if self.algo == "reptile":
-            _, grads = F.reptile_meta_gradient(self.net, self.params, {}, [b], loss_fn=mse_loss,
-                                               inner_lr=INNER_LR, steps=REPTILE_STEPS,
-                                               engine=self.engine)
+            learner = self.learner.detached()
+            _, grads = F.mean_over_tasks(lambda task, engine: reptile_pseudo_gradient(
+                learner, task, steps=REPTILE_STEPS, engine=engine), [b], engine=self.engine)
         else:
-            _, grads = F.maml_meta_gradient(self.net, self.params, {}, [b], loss_fn=mse_loss,
-                                            inner_lr=INNER_LR, steps=1,
-                                            first_order=self.algo == "maml1", engine=self.engine)
+            _, grads = F.meta_gradient(lambda task, engine: F.query_loss(
+                self.learner, task, steps=1, first_order=self.algo == "maml1", engine=engine),
+                [b], self.params, engine=self.engine)
         for k, p in self.params.items():
             p.grad = grads[k]
 
@@ -232,7 +238,7 @@ def optional_libraries() -> dict:
 
 
 def implementations(algo: str) -> list[str]:
-    names = ["skmeta fit", "raw vmap", "raw loop engine", "plain loop"]
+    names = ["skmeta fit", "raw batched", "raw vmap", "raw loop engine", "plain loop"]
     libs = optional_libraries()
     if algo == "maml2" and libs["higher"][0] is not None:
         names.append("higher")
@@ -242,6 +248,8 @@ def implementations(algo: str) -> list[str]:
 
 
 def make_runner(name: str, algo: str, state: dict) -> _Runner:
+    if name == "raw batched":
+        return Functional(algo, state, "batched")
     if name == "raw vmap":
         return Functional(algo, state, "vmap")
     if name == "raw loop engine":
@@ -566,31 +574,36 @@ def build_memory_child(key: str):
 # --------------------------------------------------------------------------- report
 
 
+def _shell_cell(seconds: float) -> str:
+    met = "met" if seconds <= TARGET_SHELL_MS / 1e3 else "NOT met"
+    return f"{C.fmt_ms(seconds)} (target <= {TARGET_SHELL_MS:g}: {met})"
+
+
 def report(speed: dict, memory: dict, grads: dict, acc: dict, info: dict) -> str:
     out = []
     rows = []
     for algo, res in speed.items():
         med = {n: C.median(ts) for n, ts in res["times"].items()}
         est = med["skmeta fit"]
-        vs_loop = med["plain loop"] / est
-        row = [ALGOS[algo], C.fmt_ratio(vs_loop),
-               f">= {TARGET_VS_LOOP[algo]:g}x: " + ("met" if vs_loop >= TARGET_VS_LOOP[algo]
-                                                    else "NOT met"),
-               C.fmt_ratio(est / med["raw vmap"])]
-        if algo in TARGET_VS_RAW:
-            ok = est / med["raw vmap"] <= TARGET_VS_RAW[algo]
-            row.append(f"<= {TARGET_VS_RAW[algo]:g}x: " + ("met" if ok else "NOT met"))
-        else:
-            row.append("-")
-        row.append(C.fmt_ratio(med["plain loop"] / med["raw vmap"]))
-        row.append(C.fmt_ms(est - med["raw vmap"]))
-        row.append(C.fmt_ms(med[SHELL]) if SHELL in med else "-")
-        rows.append(row)
-    out.append("Ratios of medians (time per meta-iteration):\n")
+        raw = med.get(f"raw {res['engine']}", med["raw vmap"])
+        reference = med.get("learn2learn", med["plain loop"])
+        vs_ref = reference / est
+        target = TARGET_VS_LOOP_LARGE if META_BATCH >= 100 and algo != "reptile" \
+            else TARGET_VS_LOOP[algo]
+        shell = med.get(SHELL)
+        rows.append([ALGOS[algo], C.fmt_ratio(med["plain loop"] / est),
+                     C.fmt_ratio(vs_ref) if "learn2learn" in med else "(not importable)",
+                     f">= {target:g}x vs " + ("learn2learn" if "learn2learn" in med else
+                                              "the plain loop, standing in") + ": "
+                     + ("met" if vs_ref >= target else "NOT met"),
+                     C.fmt_ratio(est / raw), _shell_cell(est - raw),
+                     "-" if shell is None else C.fmt_ms(shell)])
+    out.append(f"Meta-batch {META_BATCH}. Ratios of medians (time per meta-iteration); the raw "
+               "engine is the one skmeta's fit chose:\n")
     out.append(C.markdown_table(
-        ["algorithm", "skmeta fit speed-up over plain loop", "target", "skmeta fit / raw vmap",
-         "target", "raw vmap speed-up over plain loop", "skmeta fit - raw vmap, ms",
-         "shell only, ms"], rows))
+        ["algorithm", "skmeta fit speed-up over plain loop", "over learn2learn", "target",
+         "skmeta fit / raw engine", "the shell's own cost: skmeta fit - raw engine, ms",
+         "shell and optimizer step (meta-gradient cached), ms"], rows))
     names = []
     for res in speed.values():
         names += [n for n in res["times"] if n not in names]
@@ -656,6 +669,7 @@ def memory_algos(memory: dict) -> list[str]:
 
 
 def main(argv=None) -> dict:
+    global META_BATCH
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a short smoke run")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -665,6 +679,8 @@ def main(argv=None) -> dict:
     p.add_argument("--accuracy-iters", type=int, default=None,
                    help="meta-iterations before the accuracy check (default 3000)")
     p.add_argument("--algos", default="maml2,maml1,reptile")
+    p.add_argument("--meta-batch", type=int, default=25,
+                   help="tasks per meta-iteration (default 25)")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--seed", type=int, default=0)
@@ -675,6 +691,7 @@ def main(argv=None) -> dict:
     p.add_argument("--_memory", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     C.set_threads(args.threads)
+    META_BATCH = args.meta_batch
     if args._memory:
         C.memory_child(lambda: build_memory_child(args._memory))
         return {}
