@@ -94,13 +94,13 @@ for i, v in enumerate(one_step):
 omniglot_file = results / "omniglot_cpu.json"
 if omniglot_file.exists():
     omniglot = json.loads(omniglot_file.read_text())
-    rows = [(r["label"], r["results"]["5-way 1-shot"]["accuracy"],
-             r["results"]["5-way 1-shot"]["ci95"]) for r in omniglot["models"]]
+    rows = [(r["label"], r["accuracy"]["5-way 1-shot"]["mean"],
+             r["accuracy"]["5-way 1-shot"]["ci95"]) for r in omniglot["results"]]
     rows.sort(key=lambda r: r[1])
     right.barh([r[0] for r in rows], [100 * r[1] for r in rows],
                xerr=[100 * r[2] for r in rows], color="C2")
     right.set(xlim=(40, 100), xlabel="5-way 1-shot accuracy (%), unseen alphabets",
-              title=f"Omniglot, {omniglot['minutes']:g} min of training per model")
+              title=f"Omniglot, {omniglot['minutes_per_model']:g} min of training per model")
 else:
     right.text(0.5, 0.5, "run benchmarks/omniglot.py", ha="center")
 fig.tight_layout()

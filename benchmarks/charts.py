@@ -1,0 +1,140 @@
+"""Draw the charts of docs/benchmarks.md from the saved results in benchmarks/results.
+
+Reads the JSON files the benchmark scripts wrote (whichever exist) and writes PNG files
+into ``docs/_static/benchmarks``. Run from the repository root after the benchmarks::
+
+    python benchmarks/charts.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+OUT = ROOT / "docs" / "_static" / "benchmarks"
+
+
+def _load(name: str):
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def speed(files: dict[int, dict]) -> None:
+    """ms per meta-iteration: skmeta's fit against a plain PyTorch loop, per meta-batch size."""
+    rows = []
+    for mb, payload in sorted(files.items()):
+        for algo, res in payload["speed"].items():
+            med = {n: sorted(ts)[len(ts) // 2] for n, ts in res["times"].items()}
+            rows.append((f"{algo.replace('maml2', 'MAML 2nd').replace('maml1', 'MAML 1st')}"
+                         f"\nmeta-batch {mb}", 1e3 * med["skmeta fit"], 1e3 * med["plain loop"]))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    x = range(len(rows))
+    ax.bar([i - 0.2 for i in x], [r[2] for r in rows], 0.4, label="plain PyTorch loop",
+           color="C7", hatch="//")
+    ax.bar([i + 0.2 for i in x], [r[1] for r in rows], 0.4, label="skmeta fit", color="C0")
+    for i, r in enumerate(rows):
+        ax.text(i + 0.2, r[1], f"{r[2] / r[1]:.1f}x", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(list(x), [r[0] for r in rows], fontsize=8)
+    ax.set(ylabel="ms per meta-iteration (log)", yscale="log",
+           title="Sine waves, MLP 1-40-40-1: time per meta-iteration (one CPU thread)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(OUT / "speed.png", dpi=110)
+
+
+def sinusoid(algos: dict, baselines: dict | None) -> None:
+    """Query MSE after adaptation, every algorithm and the per-task baselines, K = 5, 10, 20."""
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    names = list(algos["results"])
+    ks = (5, 10, 20)
+    width = 0.8 / (len(names) + (2 if baselines else 0))
+    for j, name in enumerate(names):
+        r = algos["results"][name]["mse"]
+        ax.bar([i + j * width for i in range(3)], [r[f"K={k},steps=1"][0] for k in ks], width,
+               label=f"{name} (1 step)")
+    if baselines:
+        for j, (label, key) in enumerate([("Gaussian process per task", "gp"),
+                                          ("MLP from scratch per task", "mlp")]):
+            vals = [baselines[key][str(k)] for k in ks]
+            ax.bar([i + (len(names) + j) * width for i in range(3)], vals, width, label=label,
+                   color="k" if key == "gp" else "0.6", hatch="xx" if key == "gp" else "..")
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(3)], [f"K = {k}" for k in ks])
+    ax.set(yscale="log", ylabel="mean query MSE (log)",
+           title=f"Sine waves: {algos['iterations']:,} meta-iterations, "
+                 f"{algos['test_tasks']} fresh tasks")
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.08))
+    fig.tight_layout()
+    fig.savefig(OUT / "sinusoid.png", dpi=110)
+
+
+def omniglot(payload: dict) -> None:
+    """5-way accuracy on unseen alphabets, and 5-way 1-shot accuracy against training time."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    rows = sorted(payload["results"], key=lambda r: r["accuracy"]["5-way 1-shot"]["mean"])
+    y = range(len(rows))
+    for shift, setting, color in ((-0.2, "5-way 1-shot", "C0"), (0.2, "5-way 5-shot", "C1")):
+        left.barh([i + shift for i in y], [100 * r["accuracy"][setting]["mean"] for r in rows],
+                  0.4, xerr=[100 * r["accuracy"][setting]["ci95"] for r in rows], label=setting,
+                  color=color)
+    left.set_yticks(list(y), [r["label"] for r in rows], fontsize=7)
+    left.set(xlim=(30, 100), xlabel="accuracy (%), 600 episodes, 95% CI",
+             title="Omniglot, unseen alphabets")
+    left.legend(fontsize=8, loc="lower right")
+    for marker, r in zip("osD^v<>xP", [r for r in rows if r["settings"].get("curve")]):
+        t, _, acc = zip(*r["settings"]["curve"])
+        right.plot([s / 60 for s in t], [100 * a for a in acc], marker=marker, label=r["label"])
+    right.set(xlabel="training time (minutes, 2-core CPU, one thread per model)",
+              ylabel="5-way 1-shot accuracy (%), 100 episodes", title="Accuracy vs training time")
+    if right.lines:
+        right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(OUT / "omniglot.png", dpi=110)
+
+
+def tables(files: dict[str, dict]) -> None:
+    """Query MSE on held-out schools, every method, relative to the mixed model."""
+    panels = [(table, key, summary) for table, payload in files.items()
+              for key, summary in payload["summary"].items()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 5), sharey=False)
+    axes = [axes] if len(panels) == 1 else list(axes)
+    for ax, (table, key, summary) in zip(axes, panels):
+        ref = next(r for r in summary if r["method"] == "LMM, random intercept + slope")
+        rows = sorted(summary, key=lambda r: r["mean_school_mse"])
+        vals = [r["mean_school_mse"] / ref["mean_school_mse"] for r in rows]
+        colors = ["C0" if not r["method"].startswith(("pooled", "ridge", "LMM")) else "0.6"
+                  for r in rows]
+        ax.barh(range(len(rows)), vals, color=colors)
+        ax.axvline(1.0, color="k", lw=0.8)
+        ax.set_yticks(range(len(rows)), [r["method"] for r in rows], fontsize=6)
+        ax.invert_yaxis()
+        ax.set(xlim=(0.85, 1.3), xlabel="query MSE / mixed model's", title=key)
+    fig.tight_layout()
+    fig.savefig(OUT / "tables.png", dpi=110)
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    files = {mb: p for mb in (25, 100) if (p := _load(f"sinusoid_speed_mb{mb}.json"))}
+    if files:
+        speed(files)
+    algos = _load("algorithms_sinusoid.json")
+    if algos:
+        sinusoid(algos, _load("sinusoid_baselines_summary.json"))
+    omni = _load("omniglot_cpu.json")
+    if omni:
+        omniglot(omni)
+    tabs = {t: p for t in ("exam", "chem97") if (p := _load(f"tables_{t}.json"))}
+    if tabs:
+        tables(tabs)
+    print("charts written to", OUT)
+
+
+if __name__ == "__main__":
+    main()
