@@ -1,7 +1,10 @@
-"""Draw the charts of docs/benchmarks.md from the saved results in benchmarks/results.
+"""Draw the charts and summary tables of the docs from the saved results in benchmarks/results.
 
-Reads the JSON files the benchmark scripts wrote (whichever exist) and writes PNG files
-into ``docs/_static/benchmarks``. Run from the repository root after the benchmarks::
+Reads the JSON files the benchmark scripts wrote (whichever exist) and writes, into
+``docs/_static/benchmarks``, PNG charts (shown on docs/benchmarks.md) and reStructuredText
+tables (``*_summary.txt``, included by docs/user_guide/when_meta_learning_pays.rst), so
+that the numbers in the docs are the numbers in the results files. Run from the repository
+root after the benchmarks::
 
     python benchmarks/charts.py
 """
@@ -104,7 +107,7 @@ def tables(files: dict[str, dict]) -> None:
               for key, summary in payload["summary"].items()]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 5), sharey=False)
     axes = [axes] if len(panels) == 1 else list(axes)
-    for ax, (table, key, summary) in zip(axes, panels):
+    for ax, (_table, key, summary) in zip(axes, panels):
         ref = next(r for r in summary if r["method"] == "LMM, random intercept + slope")
         rows = sorted(summary, key=lambda r: r["mean_school_mse"])
         vals = [r["mean_school_mse"] / ref["mean_school_mse"] for r in rows]
@@ -119,6 +122,78 @@ def tables(files: dict[str, dict]) -> None:
     fig.savefig(OUT / "tables.png", dpi=110)
 
 
+def _list_table(header: list[str], rows: list[list[str]], widths: str = "auto") -> str:
+    """An RST list-table."""
+    lines = [".. list-table::", "   :header-rows: 1", f"   :widths: {widths}", ""]
+    for row in [header, *rows]:
+        lines.append(f"   * - {row[0]}")
+        lines.extend(f"     - {cell}" for cell in row[1:])
+    return "\n".join(lines) + "\n"
+
+
+def _write(name: str, text: str) -> None:
+    (OUT / name).write_text(text, encoding="utf-8")
+
+
+def sinusoid_summary(algos: dict, baselines: dict | None) -> None:
+    """Query MSE at K = 5, 10, 20 (one adaptation step, and ten) beside the per-task baselines."""
+    ks = (5, 10, 20)
+    rows = []
+    for name, res in algos["results"].items():
+        cells = []
+        for k in ks:
+            one, ten = res["mse"][f"K={k},steps=1"][0], res["mse"][f"K={k},steps=10"][0]
+            ten_text = f"{ten:.3g}" if ten == ten and ten < 100 else "diverges"
+            cells.append(f"{one:.3g} / {ten_text}")
+        rows.append([f"{name} (1 / 10 steps)", *cells])
+    if baselines:
+        for label, key in (("Gaussian process per task: mean (median)", "gp"),
+                           ("MLP from scratch per task: mean (median)", "mlp")):
+            rows.append([label, *[f"{baselines[key][str(k)]:.3g} "
+                                  f"({baselines[key + '_median'][str(k)]:.2g})" for k in ks]])
+    _write("sinusoid_summary.txt",
+           _list_table(["method", *[f"K = {k}" for k in ks]], rows, "40 20 20 20"))
+
+
+def omniglot_summary(payload: dict) -> None:
+    """Accuracy (%) with its 95% interval in every test setting, best 5-way 1-shot first."""
+    settings = list(payload["results"][0]["accuracy"])
+    rows = []
+    for r in sorted(payload["results"], key=lambda r: -r["accuracy"]["5-way 1-shot"]["mean"]):
+        acc = r["accuracy"]
+        iters = r["settings"].get("meta_iterations") or r["settings"].get("steps")
+        rows.append([r["label"], *[f"{100 * acc[s]['mean']:.1f} ± {100 * acc[s]['ci95']:.1f}"
+                                   for s in settings],
+                     f"{iters:,}" if iters else "no training"])
+    _write("omniglot_summary.txt",
+           _list_table(["model", *settings, "training iterations"], rows))
+
+
+def tables_summary(files: dict[str, dict]) -> None:
+    """Query MSE (mean over held-out schools, mean ± sd over runs) for every method and k."""
+    columns = [(table, key) for table, payload in files.items() for key in payload["summary"]]
+    methods: list[str] = []
+    for table, key in columns:
+        for r in files[table]["summary"][key]:
+            if r["method"] not in methods:
+                methods.append(r["method"])
+    rows = []
+    for method in methods:
+        cells = []
+        for table, key in columns:
+            summary = files[table]["summary"][key]
+            r = next((r for r in summary if r["method"] == method), None)
+            if r is None:
+                cells.append("—")
+                continue
+            text = f"{r['mean_school_mse']:.3f} ± {r['mean_school_mse_sd']:.3f}"
+            best = min(x["mean_school_mse"] for x in summary)
+            cells.append(f"**{text}**" if r["mean_school_mse"] == best else text)
+        rows.append([method, *cells])
+    _write("tables_summary.txt",
+           _list_table(["method", *[key.replace("/", ", ") for _, key in columns]], rows))
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     files = {mb: p for mb in (25, 100) if (p := _load(f"sinusoid_speed_mb{mb}.json"))}
@@ -126,13 +201,17 @@ def main() -> None:
         speed(files)
     algos = _load("algorithms_sinusoid.json")
     if algos:
-        sinusoid(algos, _load("sinusoid_baselines_summary.json"))
+        baselines = _load("sinusoid_baselines_summary.json")
+        sinusoid(algos, baselines)
+        sinusoid_summary(algos, baselines)
     omni = _load("omniglot_cpu.json")
     if omni:
         omniglot(omni)
+        omniglot_summary(omni)
     tabs = {t: p for t in ("exam", "chem97") if (p := _load(f"tables_{t}.json"))}
     if tabs:
         tables(tabs)
+        tables_summary(tabs)
     print("charts written to", OUT)
 
 

