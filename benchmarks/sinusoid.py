@@ -678,7 +678,7 @@ def main(argv=None) -> dict:
     if args._memory:
         C.memory_child(lambda: build_memory_child(args._memory))
         return {}
-    n_base = 100 if args.quick else N_TEST  # the quick run: the first 100 of the test tasks
+    n_base = 50 if args.quick else N_TEST  # the quick run: the first 50 of the test tasks
     if args.baselines_only:
         info = C.machine_info()
         C.print_header("Sinusoid regression (Finn et al.): per-task baselines", info)
