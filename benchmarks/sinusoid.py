@@ -515,7 +515,8 @@ def baseline_report(res: dict, acc: dict) -> str:
     for algo, r in acc.items():
         for steps in (1, 10):
             row = [f"{ALGOS[algo]} ({r['n_iter']} meta-iterations, K = 10 in training), "
-                   f"{steps} adaptation step{'s' if steps > 1 else ''}", "-", "-",
+                   f"{steps} adaptation step{'s' if steps > 1 else ''}, all {r['n_test']} "
+                   "test tasks", "-", "-",
                    f"{r['mse'][steps]['skmeta fit']:.3f}", "(mean only)", "-", "-"]
             rows.append(row)
     headers = ["model"] + [f"K = {k}: {w}" for k in BASELINE_KS for w in ("mean ± 95% CI",
