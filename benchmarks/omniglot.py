@@ -71,12 +71,27 @@ from skorch.callbacks import Callback
 # run from a checkout without installing skmeta
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from skmeta import EpisodeSampler, MAMLClassifier, ReptileClassifier
+from skmeta import (
+    ANILClassifier,
+    EpisodeSampler,
+    MAMLClassifier,
+    MAMLPlusPlusClassifier,
+    MetaSGDClassifier,
+    R2D2Classifier,
+    ReptileClassifier,
+)
 from skmeta.datasets import fetch_omniglot, rotate_classes
 from skmeta.modules import ConvNet
 
-MODELS = ("maml", "fomaml", "reptile", "pretrain")
+MODELS = ("maml", "fomaml", "metasgd", "anil", "mamlpp", "r2d2", "reptile", "pretrain")
+CLASSES = {"maml": MAMLClassifier, "fomaml": MAMLClassifier, "metasgd": MetaSGDClassifier,
+           "anil": ANILClassifier, "mamlpp": MAMLPlusPlusClassifier, "r2d2": R2D2Classifier,
+           "reptile": ReptileClassifier}
 LABELS = {
+    "metasgd": "Meta-SGD",
+    "anil": "ANIL (head-only inner loop)",
+    "mamlpp": "MAML++ (2 steps)",
+    "r2d2": "R2-D2 (closed-form ridge head)",
     "maml": "MAML (second order)",
     "fomaml": "first-order MAML",
     "reptile": "Reptile",
@@ -117,6 +132,18 @@ CONFIGS = {
         "reptile": dict(inner_lr=0.1, inner_steps=5, adapt_steps=20, batch_size=5,
                         k_shot=5, n_query=1, lr=1.0, anneal=True),
         "pretrain": dict(batch_size=32, lr=1e-3, head_steps=100, head_lr=0.01),
+        # the refinements, with MAML's settings where they have one; not tuned
+        "metasgd": dict(inner_lr=0.4, inner_steps=1, adapt_steps=1, batch_size=8, k_shot=1,
+                        n_query=5, lr=1e-3),
+        "anil": dict(inner_lr=0.4, inner_steps=1, adapt_steps=3, batch_size=8, k_shot=1,
+                     n_query=5, lr=1e-3),
+        # MAML++ with 2 inner steps (its recipe's 5 are 5 second-order steps: too slow for
+        # a CPU budget); epochs of 100 meta-iterations for its schedules
+        "mamlpp": dict(inner_lr=0.4, inner_steps=2, adapt_steps=2, batch_size=8, k_shot=1,
+                       n_query=5, lr=1e-3, multi_step_loss_epochs=10, first_order_epochs=10,
+                       cosine_annealing=False, epoch_iterations=100),
+        "r2d2": dict(inner_steps=1, adapt_steps=1, batch_size=8, k_shot=1, n_query=5,
+                     lr=1e-3),
     },
     # Finn et al. (2017), Omniglot 5-way: 64 filters, meta-batch 32, one inner step of
     # 0.4, 15 query examples per class; tested with 3 steps of 0.4 (the reference code,
@@ -132,6 +159,15 @@ CONFIGS = {
         "reptile": dict(inner_lr=0.1, inner_steps=5, adapt_steps=20, batch_size=5,
                         k_shot=10, n_query=1, lr=1.0, anneal=True),
         "pretrain": dict(batch_size=64, lr=1e-3, head_steps=100, head_lr=0.01),
+        "metasgd": dict(inner_lr=0.4, inner_steps=1, adapt_steps=1, batch_size=32, k_shot=1,
+                        n_query=15, lr=1e-3),
+        "anil": dict(inner_lr=0.4, inner_steps=1, adapt_steps=3, batch_size=32, k_shot=1,
+                     n_query=15, lr=1e-3),
+        "mamlpp": dict(inner_lr=0.1, inner_steps=5, adapt_steps=5, batch_size=32, k_shot=1,
+                       n_query=15, lr=1e-3, multi_step_loss_epochs=10, first_order_epochs=10,
+                       cosine_annealing=False, epoch_iterations=100),
+        "r2d2": dict(inner_steps=1, adapt_steps=1, batch_size=32, k_shot=1, n_query=15,
+                     lr=1e-3),
     },
 }
 
@@ -186,11 +222,14 @@ class TimeBudget(Callback):
     ``anneal``, lowers the outer learning rate linearly to 0 over the budget (Reptile).
     """
 
-    def __init__(self, seconds, name="", anneal=False, print_every=60.0):
+    def __init__(self, seconds, name="", anneal=False, print_every=60.0, curve=None,
+                 curve_every=None):
         self.seconds = seconds
         self.name = name
         self.anneal = anneal
         self.print_every = print_every
+        self.curve = curve  # callable(net) -> accuracy, for accuracy-vs-time curves
+        self.curve_every = curve_every
 
     def on_train_begin(self, net, **kwargs):
         self.t0_ = time.perf_counter()
@@ -198,6 +237,8 @@ class TimeBudget(Callback):
         self.iterations_ = 0
         self.losses_ = []
         self.lr0_ = net.lr
+        self.points_ = []  # (training seconds, meta-iterations, accuracy)
+        self.next_point_ = self.curve_every
 
     def on_batch_begin(self, net, batch=None, training=None, **kwargs):
         if training and self.anneal:
@@ -213,6 +254,15 @@ class TimeBudget(Callback):
         if loss is not None:
             self.losses_.append(float(loss))
         now = time.perf_counter()
+        if self.curve is not None and now - self.t0_ >= self.next_point_:
+            # evaluated outside the budget: the clock is moved past the evaluation
+            accuracy = self.curve(net)
+            self.points_.append((round(now - self.t0_, 1), self.iterations_, accuracy))
+            self.next_point_ += self.curve_every
+            spent = time.perf_counter() - now
+            self.t0_ += spent
+            self.last_print_ += spent
+            now = time.perf_counter()
         if now - self.last_print_ >= self.print_every:
             self.last_print_ = now
             recent = np.mean(self.losses_[-50:]) if self.losses_ else float("nan")
@@ -222,44 +272,77 @@ class TimeBudget(Callback):
             raise KeyboardInterrupt
 
 
-def train_meta(name, cfg, data, seconds, seed, device):
+def train_meta(name, cfg, data, seconds, seed, device, curve_every=None):
     params = dict(cfg[name])
     anneal = params.pop("anneal", False)
+    epoch_iterations = params.pop("epoch_iterations", None)
     k_shot, n_query, batch_size = params["k_shot"], params["n_query"], params["batch_size"]
-    cls = ReptileClassifier if name == "reptile" else MAMLClassifier
-    budget = TimeBudget(seconds, name=name, anneal=anneal)
-    clf = cls(module=ConvNet, module__n_filters=cfg["n_filters"], n_way=5, max_epochs=1,
+    cls = CLASSES[name]
+    episodes = test_episodes(data, "5-way 1-shot", 100, 99)  # for the curve only
+
+    def curve(net):
+        return float(np.mean(net.score_tasks(episodes)))
+
+    budget = TimeBudget(seconds, name=name, anneal=anneal,
+                        curve=curve if curve_every else None, curve_every=curve_every)
+    # One epoch of (practically) unlimited distinct episodes, the budget ends it; or, for
+    # schedules counted in epochs, epochs of epoch_iterations meta-iterations.
+    per_epoch = batch_size * (epoch_iterations or 1_000_000)
+    clf = cls(module=ConvNet, module__n_filters=cfg["n_filters"], n_way=5,
+              max_epochs=1 if epoch_iterations is None else 1_000_000,
               callbacks=[("budget", budget)], verbose=0, random_state=seed, device=device,
-              **params)
-    # One epoch of (practically) unlimited distinct episodes; the budget ends it.
+              n_episodes=per_epoch, **params)
     tasks = EpisodeSampler(data["X_train"], data["y_train"], n_way=5, k_shot=k_shot,
-                           n_query=n_query, n_episodes=batch_size * 1_000_000,
-                           random_state=seed)
+                           n_query=n_query, n_episodes=per_epoch, random_state=seed)
     t0 = time.perf_counter()
     clf.fit(tasks)
     train_seconds = time.perf_counter() - t0
     info = {"algorithm": cls.__name__, "n_filters": cfg["n_filters"], "n_way_trained": 5,
             **{k: v for k, v in cfg[name].items()}, "outer_optimizer": clf.optimizer.__name__,
-            "meta_iterations": budget.iterations_, "train_seconds": round(train_seconds, 1),
+            "meta_iterations": budget.iterations_,
+            "train_seconds": round(budget.seconds if budget.points_ else train_seconds, 1),
+            "ms_per_meta_iteration": round(1e3 * budget.seconds / max(budget.iterations_, 1), 1),
             "final_query_loss_last50": float(np.mean(budget.losses_[-50:])),
-            "engine": dict(getattr(clf, "engine_", {}))}
+            "curve": budget.points_, "engine": dict(getattr(clf, "engine_", {}))}
     return clf, info
 
 
+def adapt_milliseconds(clf, data, n=50, seed=7):
+    """Mean wall time of one ``adapt`` on a 5-way 1-shot support set (after a warm-up)."""
+    tasks = test_episodes(data, "5-way 1-shot", n + 1, seed)
+    clf.adapt(tasks[0].X_support, tasks[0].y_support)
+    t0 = time.perf_counter()
+    for i in range(1, n + 1):
+        clf.adapt(tasks[i].X_support, tasks[i].y_support)
+    return round(1e3 * (time.perf_counter() - t0) / n, 2)
+
+
 def widen_head(clf, n_way):
-    """A copy of a fitted meta-learner with ``n_way`` outputs, all equal to the mean row."""
-    if n_way == clf.n_way:
+    """A copy of a fitted meta-learner with ``n_way`` outputs, all equal to the mean row.
+
+    The head's learned inner rates (Meta-SGD) are widened the same way. R2-D2 needs no
+    widening: its head is solved for any number of classes.
+    """
+    if n_way == clf.n_way or isinstance(clf, R2D2Classifier):
         return clf
     from sklearn.base import clone
 
     wide = clone(clf).set_params(n_way=n_way, callbacks=None)
-    wide.initialize()
     wide.input_shape_ = clf.input_shape_
     wide.n_outputs_ = n_way
-    state = {k: v.detach().clone() for k, v in clf.module_.state_dict().items()}
-    for key in ("head.weight", "head.bias"):
-        state[key] = state[key].mean(0, keepdim=True).expand(n_way, *state[key].shape[1:])
-    wide.module_.load_state_dict({k: v.contiguous() for k, v in state.items()})
+    wide.initialize()
+
+    def widened(state, prefixes):
+        out = {}
+        for k, v in state.items():
+            v = v.detach().clone()
+            if k.startswith(prefixes) and v.dim() and v.shape[0] == clf.n_way:
+                v = v.mean(0, keepdim=True).expand(n_way, *v.shape[1:])
+            out[k] = v.contiguous()
+        return out
+
+    wide.module_.load_state_dict(widened(clf.module_.state_dict(), ("head.",)))
+    wide.inner_state_.load_state_dict(widened(clf.inner_state_.state_dict(), ("values.head/",)))
     return wide
 
 
@@ -420,7 +503,10 @@ def run_model(job):
         results = evaluate_pretrain(model, cfg, data, args["test_episodes"],
                                     args["test_seed"], device)
     else:
-        model, info = train_meta(name, cfg, data, seconds, args["seed"], device)
+        model, info = train_meta(name, cfg, data, seconds, args["seed"], device,
+                                 curve_every=60.0 * args["curve_minutes"]
+                                 if args.get("curve_minutes") else None)
+        info["adapt_ms"] = adapt_milliseconds(model, data)
         t0 = time.perf_counter()
         results = evaluate_meta(model, data, args["test_episodes"], args["test_seed"])
     info["eval_seconds"] = round(time.perf_counter() - t0, 1)
@@ -460,6 +546,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per process (default: cores // jobs)")
     parser.add_argument("--test-episodes", type=int, default=600)
+    parser.add_argument("--curve-minutes", type=float, default=None,
+                        help="every this many minutes of training, score 5-way 1-shot on 100 "
+                             "test episodes (outside the budget): accuracy vs training time")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--test-seed", type=int, default=2017,
                         help="seed of the test episodes (the same for every model)")
@@ -483,6 +572,7 @@ def main(argv=None):
     minutes = cfg["minutes"] if args.minutes is None else args.minutes
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     job_args = {"config": args.config, "minutes": minutes, "threads": threads,
+                "curve_minutes": args.curve_minutes,
                 "device": args.device, "data_home": args.data_home, "seed": args.seed,
                 "test_seed": args.test_seed, "test_episodes": args.test_episodes}
     if args.baselines_only:

@@ -12,6 +12,9 @@ Environment variables (all optional):
   nothing (the fast CI build: no outputs, no figures).
 * ``SKMETA_DATA``: the folder holding ``omniglot/``. Without the Omniglot data,
   ``plot_omniglot.py`` is built but not executed (the docs build never downloads).
+* ``SKMETA_DOCS_JOBS``: how many examples run at once, in separate processes (default: the
+  number of CPU cores, at most 4; ``1`` runs them one after another in the Sphinx
+  process). Each example uses one torch thread.
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))  # document the checkout, installed or not
+# ... also in the processes the examples start (plot_save_load.py loads a model in a fresh
+# Python process), which would otherwise import whichever skmeta is installed
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+sys.path.insert(0, str(DOCS / "_ext"))  # this documentation's own extensions
+
+import gallery_order  # noqa: E402  (docs/_ext)
 
 import skmeta  # noqa: E402
 
@@ -43,6 +53,8 @@ extensions = [
     "numpydoc",
     "sphinx_gallery.gen_gallery",
     "myst_parser",
+    "external_refs",  # docs/_ext: links to Python, NumPy, scikit-learn, PyTorch, skorch docs
+    "repo_links",  # docs/_ext: links to repository files that a docs page includes
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
@@ -54,7 +66,9 @@ exclude_patterns = ["_build", "README.md", "**.ipynb_checkpoints", "auto_example
 default_role = "py:obj"
 nitpicky = False
 
-# No network access while building: no intersphinx inventories are fetched.
+# No network access while building: no intersphinx inventories are fetched. References to
+# Python, NumPy, scikit-learn, PyTorch, skorch, joblib and pandas are linked by external_refs
+# instead (each name checked by importing it; unknown names are warnings, so -W fails).
 intersphinx_mapping: dict = {}
 
 # -- autodoc / autosummary / numpydoc ----------------------------------------------------
@@ -101,6 +115,28 @@ def _filename_pattern() -> str:
     return pattern
 
 
+# The gallery leads with the main job (MAML on sine waves), then comparisons, model
+# selection, real data, pipelines, saving; the torchrun script (not executed in the build,
+# so it has no figure) comes last. Every example must be listed (tests/test_docs.py).
+EXAMPLE_ORDER = [
+    "plot_sinusoid.py",
+    "plot_sinusoid_comparison.py",
+    "plot_algorithms.py",
+    "plot_reptile_vs_pretraining.py",
+    "plot_grid_search.py",
+    "plot_omniglot.py",
+    "plot_tabular_pipeline.py",
+    "plot_save_load.py",
+    "distributed_maml.py",
+]
+gallery_order.ORDER[:] = EXAMPLE_ORDER
+
+def _example_jobs() -> int | bool:
+    """Examples run in parallel processes: each uses one torch thread."""
+    jobs = int(os.environ.get("SKMETA_DOCS_JOBS", min(os.cpu_count() or 1, 4)))
+    return jobs if jobs > 1 else False
+
+
 sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),
     "gallery_dirs": "auto_examples",
@@ -108,7 +144,7 @@ sphinx_gallery_conf = {
     "ignore_pattern": r"__init__\.py|/_",
     "backreferences_dir": "gen_modules/backreferences",
     "doc_module": ("skmeta",),
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "gallery_order.ExampleOrder",  # docs/_ext, EXAMPLE_ORDER
     "download_all_examples": False,
     "remove_config_comments": True,
     "matplotlib_animations": False,
@@ -120,6 +156,8 @@ sphinx_gallery_conf = {
     "only_warn_on_example_error": False,
     "abort_on_example_error": False,
     "min_reported_time": 5,
+    "capture_repr": (),  # examples print what they show; no stray reprs of plot objects
+    "parallel": _example_jobs(),
     "promote_jupyter_magic": False,
     "first_notebook_cell": None,
 }
@@ -140,9 +178,10 @@ html_theme_options = {
 }
 html_context = {"default_mode": "light"}
 
-# docs/benchmarks.md (written with the benchmark scripts) links to ../benchmarks/README.md,
-# a file outside the documentation; on GitHub the link works, here it cannot resolve.
-suppress_warnings = ["myst.xref_missing"]
+# Markdown pages link to repository files outside docs/ by relative path (so that the links
+# work on GitHub); docs/_ext/repo_links.py points such links at the docs page that includes
+# the file. A link to a file outside docs/ that is not listed here fails the build.
+repo_link_pages = {"benchmarks/README.md": "running_benchmarks"}
 
 
 def _no_data_signature(app, what, name, obj, options, signature, return_annotation):

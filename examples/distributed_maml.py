@@ -14,6 +14,8 @@ It also runs as a plain script (one process, ``distributed=False``). Only rank 0
 prints the training log, evaluates and saves the model.
 """
 
+# sphinx_gallery_thumbnail_path = "_static/distributed_maml_thumbnail.png"
+
 # %%
 # Set-up: the launcher tells each process its rank
 # ------------------------------------------------

@@ -20,23 +20,26 @@ the 10 points, next to a randomly initialised network.
 # the pseudo-gradient, averaged over 25 tasks); pre-training fits one network to
 # the pooled points of all tasks with Adam.
 import numpy as np
+import torch
 from sklearn.metrics import mean_squared_error
 
 from skmeta import PretrainedRegressor, ReptileRegressor
 from skmeta.datasets import make_sinusoid_tasks
 
+torch.set_num_threads(1)  # small network: one thread (see plot_sinusoid.py)
+
 tasks = make_sinusoid_tasks(n_tasks=1000, n_samples=20, random_state=0)
 common = dict(k_shot=10, batch_size=25, inner_lr=0.02, verbose=0, random_state=0)
 
 reptile = ReptileRegressor(inner_steps=5, lr=1.0, max_epochs=80, **common).fit(tasks)
-pretrained = PretrainedRegressor(lr=1e-3, max_epochs=80, **common).fit(tasks)
+pretrained = PretrainedRegressor(lr=1e-3, max_epochs=40, **common).fit(tasks)
 untrained = ReptileRegressor(max_epochs=0, **common).fit(tasks)  # the initial weights
 
 # %%
 # Fine-tune each on 10 points of a new wave
 # -----------------------------------------
 # ``adapt(X, y, steps=32)`` takes 32 gradient steps of size ``inner_lr`` from the
-# learned starting point; ``steps=0`` shows the starting point itself.
+# learned starting point; ``adapt_steps=0`` shows the starting point itself.
 [(X, y)], [(amplitude, phase)] = make_sinusoid_tasks(n_tasks=1, n_samples=10, random_state=3,
                                                      return_params=True)
 grid = np.linspace(-5, 5, 200, dtype=np.float32)[:, None]
@@ -52,9 +55,9 @@ for ax, (title, model) in zip(axes, [("random initialisation", untrained),
                                      ("pre-training (joint training)", pretrained),
                                      ("Reptile", reptile)]):
     ax.plot(grid, truth, color="0.6", lw=3, label="true wave")
-    ax.plot(grid, model.adapt(X, y, steps=0).predict(grid), ":", color="C1",
+    ax.plot(grid, model.adapt(X, y, adapt_steps=0).predict(grid), ":", color="C1",
             label="before fine-tuning")
-    ax.plot(grid, model.adapt(X, y, steps=32).predict(grid), "-", color="C0",
+    ax.plot(grid, model.adapt(X, y, adapt_steps=32).predict(grid), "-", color="C0",
             label="after 32 steps")
     ax.plot(X, y, "^", color="k", label="10 points")
     ax.set(title=title, xlabel="x")

@@ -22,6 +22,7 @@ new station from 10 rows with :func:`skmeta.pipeline.adapt_pipeline`.
 # station's own. The pressure is irrelevant noise with a large scale.
 import numpy as np
 import sklearn
+import torch
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -45,6 +46,7 @@ def make_stations(n_stations, n_rows, random_state):
     return X.astype(np.float32), y.reshape(-1).astype(np.float32), station
 
 
+torch.set_num_threads(1)  # small network: one thread (see plot_sinusoid.py)
 X, y, station = make_stations(n_stations=240, n_rows=25, random_state=0)
 print(f"{len(X)} rows, {len(np.unique(station))} stations; feature means {X.mean(0).round(1)}")
 
@@ -78,28 +80,35 @@ for lr, score in zip(search.cv_results_["param_maml__inner_lr"],
 # predicts on raw features. The cross-validation above scored one adaptation
 # step (``adapt_steps`` defaults to ``inner_steps=1``); here we take five.
 X_new, y_new, _ = make_stations(n_stations=1, n_rows=60, random_state=1)
-adapted = adapt_pipeline(search.best_estimator_, X_new[:10], y_new[:10], steps=5)
-before = adapt_pipeline(search.best_estimator_, X_new[:10], y_new[:10], steps=0)
+adapted = adapt_pipeline(search.best_estimator_, X_new[:10], y_new[:10], adapt_steps=5)
+before = adapt_pipeline(search.best_estimator_, X_new[:10], y_new[:10], adapt_steps=0)
 print("R² on the new station's other 50 rows:",
       f"before adapting {before.score(X_new[10:], y_new[10:]):.3f},",
       f"after 5 steps {adapted.score(X_new[10:], y_new[10:]):.3f}")
 
+# %%
+# Predicted against true values on the new station's 50 other rows: on the
+# diagonal, the prediction is right. Before adapting, the network predicts
+# roughly what an average station would; after five steps on 10 rows, the
+# points line up along the diagonal.
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-fig, axes = plt.subplots(1, 2, figsize=(8, 3.5), sharey=True)
-order = np.argsort(X_new[10:, 0])
-for ax, model, title in ((axes[0], before, "before adapting (0 steps)"),
-                         (axes[1], adapted, "after 5 steps on 10 rows")):
-    ax.plot(X_new[10:, 0], y_new[10:], "o", color="0.6", ms=4, label="new station, true y")
-    ax.plot(X_new[10:, 0][order], model.predict(X_new[10:])[order], ".", color="C0",
-            label="prediction")
-    ax.plot(X_new[:10, 0], y_new[:10], "^", color="C3", label="10 support rows")
-    ax.set(title=title, xlabel="temperature (raw, degrees C)")
-axes[0].set_ylabel("y")
-axes[0].legend(fontsize=8)
-fig.tight_layout()
+y_test = y_new[10:]
+panels = [(before, "before adapting (0 steps)"), (adapted, "after 5 steps on 10 rows")]
+predictions = [model.predict(X_new[10:]) for model, _ in panels]
+values = np.concatenate([y_test, *predictions])
+limits = [values.min() - 0.3, values.max() + 0.3]
+fig, axes = plt.subplots(1, 2, figsize=(8, 4), sharex=True, sharey=True,
+                         layout="constrained")
+for ax, (model, title), y_pred in zip(axes, panels, predictions):
+    ax.plot(limits, limits, color="0.6", lw=1, label="prediction = truth")
+    ax.plot(y_test, y_pred, "o", color="C0", ms=4, alpha=0.8, label="50 held-out rows")
+    ax.set(title=f"{title}\nR² = {model.score(X_new[10:], y_test):.2f}", xlim=limits,
+           ylim=limits, xlabel="true y", aspect="equal")
+axes[0].set_ylabel("predicted y")
+axes[0].legend(fontsize=8, loc="upper left")
 
 sklearn.set_config(enable_metadata_routing=False)

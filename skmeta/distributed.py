@@ -44,7 +44,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["AccelerateMixin", "DistributedError", "shard_bounds", "runs_on_rank"]
+__all__ = ["AccelerateMixin", "DistributedError", "LocalGroup", "TorchGroup", "shard_bounds",
+           "runs_on_rank"]
 
 
 class DistributedError(RuntimeError):
@@ -116,6 +117,20 @@ def shard_bounds(n_tasks: int, rank: int, world_size: int) -> tuple[int, int]:
 
     The first ``n_tasks % world_size`` ranks take one task more; a rank may get
     none when the meta-batch has fewer tasks than there are ranks.
+
+    Parameters
+    ----------
+    n_tasks : int
+        Tasks in the meta-batch.
+    rank : int
+        This process's rank, from 0.
+    world_size : int
+        The number of processes.
+
+    Returns
+    -------
+    start, stop : int
+        This rank computes tasks ``start`` to ``stop - 1`` (``start == stop``: none).
 
     Examples
     --------
@@ -195,6 +210,17 @@ def runs_on_rank(callback, rank: int) -> bool:
     learning-rate schedules, gradient clipping) run on every rank. A callback
     with a boolean attribute ``rank_zero_only`` decides for itself.
 
+    Parameters
+    ----------
+    callback : skorch callback
+        The callback.
+    rank : int
+        The rank asking.
+
+    Returns
+    -------
+    runs : bool
+
     Examples
     --------
     >>> from skorch.callbacks import Checkpoint, EarlyStopping
@@ -208,6 +234,188 @@ def runs_on_rank(callback, rank: int) -> bool:
     if own is not None:
         return not own
     return not isinstance(callback, _rank_zero_classes())
+
+
+# ---------------------------------------------------------------------------
+# the one object a meta-learner talks to
+
+
+class LocalGroup:
+    """One process: every collective is the identity.
+
+    The object a meta-learner asks everything distributed of: where tensors
+    live (``device``), which rank it is, how to share seeds and parameters, how
+    a meta-batch's mean is computed, and which callbacks run. A meta-learner with
+    ``distributed=False`` uses this one; :class:`TorchGroup` and Accelerate's group
+    replace it.
+
+    Parameters
+    ----------
+    device : str or torch.device or None
+        Where the meta-learner's tensors live.
+
+    Examples
+    --------
+    >>> from skmeta.distributed import LocalGroup
+    >>> group = LocalGroup("cpu")
+    >>> group.rank, group.world_size, group.shared_seed(7)
+    (0, 1, 7)
+    """
+
+    def __init__(self, device=None):
+        self.device = device
+
+    @property
+    def rank(self) -> int:
+        """This process's rank (0 on one process)."""
+        return 0
+
+    @property
+    def world_size(self) -> int:
+        """The number of processes."""
+        return 1
+
+    def ensure(self, owner: str) -> None:
+        """Set up (or check) the process group before fitting; ``owner`` names the estimator."""
+
+    def check_device(self, owner: str) -> None:
+        """Refuse a device that does not exist on this machine, naming the fix."""
+        try:
+            dev = torch.device(self.device if self.device is not None else "cpu")
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"The 'device' parameter of {owner} must name a torch device such "
+                             f"as 'cpu', 'cuda' or 'cuda:1'. Got {self.device!r} instead."
+                             ) from exc
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError(f"device={self.device!r} was requested but CUDA is not "
+                                 "available on this machine (torch.cuda.is_available() is "
+                                 "False). Use device='cpu' or install a CUDA build of torch.")
+            if dev.index is not None and dev.index >= torch.cuda.device_count():
+                raise ValueError(f"device={self.device!r} was requested but only "
+                                 f"{torch.cuda.device_count()} CUDA device(s) exist.")
+
+    def shared_seed(self, seed: int) -> int:
+        """``seed`` as rank 0 drew it."""
+        return seed
+
+    def sync(self, *modules: nn.Module) -> None:
+        """Give every rank rank 0's parameters and buffers of ``modules``."""
+
+    def mean_over_tasks(self, batch, compute, zeros, *, what: str) -> list[torch.Tensor]:
+        """``compute(batch)``: a list of tensors that are means over the batch's tasks."""
+        return compute(batch)
+
+    def runs(self, callback) -> bool:
+        """Whether ``callback`` runs on this rank."""
+        return True
+
+
+class TorchGroup(LocalGroup):
+    """The default ``torch.distributed`` process group (``distributed=True``).
+
+    Each rank computes its contiguous share of every meta-batch
+    (:func:`shard_bounds`) and the means are all-reduced with failure flags
+    (:func:`all_reduce_mean`); seeds and parameters are broadcast from rank 0;
+    writing callbacks run on rank 0 only (:func:`runs_on_rank`).
+
+    Parameters
+    ----------
+    device : str or torch.device or None
+        Where the meta-learner's tensors live (and, with NCCL, this rank's GPU).
+
+    Examples
+    --------
+    Without an initialised process group it behaves as one process:
+
+    >>> from skmeta.distributed import TorchGroup
+    >>> TorchGroup("cpu").world_size
+    1
+    """
+
+    @property
+    def rank(self) -> int:
+        return rank_and_world()[0]
+
+    @property
+    def world_size(self) -> int:
+        return rank_and_world()[1]
+
+    def ensure(self, owner: str) -> None:
+        ensure_process_group(owner, self.device)
+
+    def shared_seed(self, seed: int) -> int:
+        return broadcast_seed(seed, self.device) if self.world_size > 1 else seed
+
+    def sync(self, *modules: nn.Module) -> None:
+        if self.world_size > 1:
+            for module in modules:
+                broadcast_module(module)
+
+    def mean_over_tasks(self, batch, compute, zeros, *, what: str) -> list[torch.Tensor]:
+        """On several ranks, ``compute`` runs on this rank's share and the mean is all-reduced.
+
+        A rank that fails contributes ``zeros()`` and a failure flag, so every rank
+        raises (see :func:`all_reduce_mean`).
+        """
+        rank, world = self.rank, self.world_size
+        if world == 1:
+            return compute(batch)
+        start, stop = shard_bounds(len(batch), rank, world)
+        values, error = None, None
+        try:
+            local = batch.shard(start, stop)
+            if len(local):
+                values = compute(local)
+        except Exception as exc:  # the other ranks must learn of it
+            error = exc
+        return all_reduce_mean(zeros() if values is None else values, weight=stop - start,
+                               total=len(batch), error=error, what=what)
+
+    def runs(self, callback) -> bool:
+        return runs_on_rank(callback, self.rank)
+
+
+class AcceleratorGroup(TorchGroup):
+    """The processes of a Hugging Face ``Accelerator`` (see :class:`AccelerateMixin`).
+
+    Parameters
+    ----------
+    accelerator : accelerate.Accelerator
+        Its ``device``, ``process_index`` and ``num_processes`` are used.
+    """
+
+    def __init__(self, accelerator):
+        super().__init__(accelerator.device)
+        self.accelerator = accelerator
+
+    @property
+    def rank(self) -> int:
+        return int(self.accelerator.process_index)
+
+    @property
+    def world_size(self) -> int:
+        return int(self.accelerator.num_processes)
+
+    def ensure(self, owner: str) -> None:
+        acc = self.accelerator
+        if str(getattr(acc, "mixed_precision", "no")) == "fp16":
+            raise ValueError(
+                f"{owner}: Accelerator(mixed_precision='fp16') is not supported: its gradient "
+                "scaler expects a scaled loss, not a meta-gradient. Use mixed_precision='bf16' "
+                "or 'no'.")
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        if launched > 1 and int(acc.num_processes) != launched:
+            raise ValueError(
+                f"{owner}: the launcher started {launched} processes but the Accelerator sees "
+                f"{acc.num_processes}: every process would meta-train on its own. On CPUs pass "
+                "Accelerator(cpu=True); on GPUs launch with 'accelerate launch --multi_gpu' or "
+                "torchrun.")
+        if int(getattr(acc, "gradient_accumulation_steps", 1)) > 1:
+            raise ValueError(
+                f"{owner}: Accelerator(gradient_accumulation_steps>1) is not supported: "
+                "accumulation scales a loss, not a meta-gradient. Raise batch_size (tasks per "
+                "meta-update) instead, with chunk_size to bound memory.")
 
 
 # ---------------------------------------------------------------------------
@@ -270,32 +478,9 @@ class AccelerateMixin(_SkorchAccelerateMixin):
     (2,)
     """
 
-    @property
-    def _device(self):
-        return self.accelerator.device
-
-    def _world(self) -> tuple[int, int]:
-        acc = self.accelerator
-        return int(acc.process_index), int(acc.num_processes)
-
-    def _ensure_distributed(self) -> None:
-        if str(getattr(self.accelerator, "mixed_precision", "no")) == "fp16":
-            raise ValueError(
-                f"{type(self).__name__}: Accelerator(mixed_precision='fp16') is not supported: "
-                "its gradient scaler expects a scaled loss, not a meta-gradient. Use "
-                "mixed_precision='bf16' or 'no'.")
-        launched = int(os.environ.get("WORLD_SIZE", "1"))
-        if launched > 1 and int(self.accelerator.num_processes) != launched:
-            raise ValueError(
-                f"{type(self).__name__}: the launcher started {launched} processes but the "
-                f"Accelerator sees {self.accelerator.num_processes}: every process would "
-                "meta-train on its own. On CPUs pass Accelerator(cpu=True); on GPUs launch "
-                "with 'accelerate launch --multi_gpu' or torchrun.")
-        if int(getattr(self.accelerator, "gradient_accumulation_steps", 1)) > 1:
-            raise ValueError(
-                f"{type(self).__name__}: Accelerator(gradient_accumulation_steps>1) is not "
-                "supported: accumulation scales a loss, not a meta-gradient. Raise batch_size "
-                "(tasks per meta-update) instead, with chunk_size to bound memory.")
+    def _group(self) -> AcceleratorGroup:
+        """The accelerator's processes (replaces the estimator's process group)."""
+        return AcceleratorGroup(self.accelerator)
 
     def initialize(self):
         """Initialise as the skmeta estimator does, then hand the optimizer to Accelerate."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,7 @@ import numpy as np
 from sklearn import metrics as skm
 from sklearn.pipeline import Pipeline
 
-__all__ = ["make_task_scorer", "get_task_scorer", "TASK_SCORERS"]
+__all__ = ["make_task_scorer", "get_task_scorer", "TASK_SCORERS", "check_scoring_context"]
 
 
 class _TaskScorer:
@@ -84,6 +85,22 @@ TASK_SCORERS: dict[str, _TaskScorer] = {
 def get_task_scorer(name: str) -> _TaskScorer:
     """A task-aware scorer by name: one of ``TASK_SCORERS``.
 
+    The task-aware counterpart of :func:`sklearn.metrics.get_scorer`, for
+    ``scoring=`` in :class:`~sklearn.model_selection.GridSearchCV` and
+    :func:`~sklearn.model_selection.cross_val_score` on tasks.
+
+    Parameters
+    ----------
+    name : str
+        ``"r2"``, ``"neg_mean_squared_error"``, ``"neg_mean_absolute_error"``,
+        ``"accuracy"`` or ``"balanced_accuracy"``.
+
+    Returns
+    -------
+    scorer : callable
+        ``scorer(estimator, X, y=None, groups=None)``: adapts to each task and scores
+        its query set; the mean over tasks.
+
     Examples
     --------
     >>> from skmeta.metrics import get_task_scorer
@@ -95,3 +112,81 @@ def get_task_scorer(name: str) -> _TaskScorer:
     except KeyError:
         raise ValueError(f"Unknown task scorer {name!r}; choose one of "
                          f"{sorted(TASK_SCORERS)} or build one with make_task_scorer.") from None
+
+
+def _sklearn_scorers(scorer: Any) -> list:
+    """The scikit-learn sample scorers inside a cross-validation ``scorer`` object."""
+    from sklearn.metrics._scorer import _BaseScorer, _MultimetricScorer
+
+    if isinstance(scorer, _MultimetricScorer):
+        return [s for inner in scorer._scorers.values() for s in _sklearn_scorers(inner)]
+    return [scorer] if isinstance(scorer, _BaseScorer) else []
+
+
+def check_scoring_context(estimator: Any) -> None:
+    """Refuse to be fitted by a cross-validation that scores with a sample scorer.
+
+    ``GridSearchCV(meta_learner, grid, scoring="neg_mean_squared_error")`` hands
+    the meta-learner's test tasks to a scikit-learn scorer, which predicts without
+    adapting and fails (a ``TypeError`` per fit that ``error_score=nan`` hides,
+    and a grid of NaN scores that silently picks the first candidate). Called at
+    the start of ``fit``: when the caller is scikit-learn's ``_fit_and_score``
+    with such a scorer, this raises at once, naming the task-aware scorer to use,
+    so the search fails loudly before any meta-training.
+
+    Parameters
+    ----------
+    estimator : meta-learner
+        The estimator being fitted (named in the message).
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    ValueError
+        If a scikit-learn sample scorer will score ``estimator``.
+
+    Examples
+    --------
+    >>> from skmeta.metrics import check_scoring_context
+    >>> check_scoring_context(object())  # not called from a cross-validation: nothing to do
+    """
+    frame = sys._getframe(1)
+    for _ in range(40):
+        if frame is None:
+            return
+        if frame.f_code.co_name == "_fit_and_score" and \
+                frame.f_globals.get("__name__", "").startswith("sklearn.model_selection"):
+            scorers = _sklearn_scorers(frame.f_locals.get("scorer"))
+            if scorers:
+                names = ", ".join(sorted({_scorer_name(s) for s in scorers}))
+                raise ValueError(
+                    f"{type(estimator).__name__} is being cross-validated with the scikit-learn "
+                    f"scorer(s) {names}, which predict on a meta-learner without adapting it to "
+                    "each task. Pass scoring=skmeta.metrics.get_task_scorer(name) (e.g. "
+                    "get_task_scorer('neg_mean_squared_error')), a scorer made with "
+                    "skmeta.metrics.make_task_scorer, or scoring=None for the estimator's own "
+                    "score.")
+            return
+        frame = frame.f_back
+
+
+def _scorer_name(scorer: Any) -> str:
+    func = getattr(scorer, "_score_func", None)
+    name = getattr(func, "__name__", type(scorer).__name__)
+    sign = getattr(scorer, "_sign", 1)
+    for key, known in _SKLEARN_NAMES.items():
+        if known == (name, sign):
+            return repr(key)
+    return repr(name)
+
+
+_SKLEARN_NAMES = {
+    "r2": ("r2_score", 1),
+    "neg_mean_squared_error": ("mean_squared_error", -1),
+    "neg_mean_absolute_error": ("mean_absolute_error", -1),
+    "accuracy": ("accuracy_score", 1),
+    "balanced_accuracy": ("balanced_accuracy_score", 1),
+}

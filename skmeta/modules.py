@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from .functional import current_step
+
 __all__ = ["MLP", "ConvNet", "BatchNorm"]
 
 
@@ -38,6 +40,11 @@ class BatchNorm(nn.Module):
         Added to the variance for numerical stability.
     affine : bool, default=True
         Learn a per-channel scale (initialised to 1) and shift (to 0).
+    n_steps : int or None, default=None
+        Per-step weights (MAML++): a scale and shift for each of ``n_steps`` inner
+        steps, chosen by :func:`skmeta.functional.current_step` (the last one
+        outside an inner loop). Batch statistics are per step by construction:
+        each forward pass normalises with the statistics of the batch it sees.
 
     Examples
     --------
@@ -48,17 +55,35 @@ class BatchNorm(nn.Module):
     (0.0, 1.0)
     """
 
-    def __init__(self, num_features: int, *, eps: float = 1e-5, affine: bool = True):
+    def __init__(self, num_features: int, *, eps: float = 1e-5, affine: bool = True,
+                 n_steps: int | None = None):
         super().__init__()
         self.num_features = num_features
         self.eps = eps
         self.affine = affine
+        self.n_steps = None if n_steps is None else int(n_steps)
         if affine:
-            self.weight = nn.Parameter(torch.ones(num_features))
-            self.bias = nn.Parameter(torch.zeros(num_features))
+            shape = (num_features,) if n_steps is None else (int(n_steps), num_features)
+            self.weight = nn.Parameter(torch.ones(shape))
+            self.bias = nn.Parameter(torch.zeros(shape))
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
+
+    def per_step(self, n_steps: int) -> None:
+        """Give every inner step its own scale and shift (MAML++'s BNWB), from the current ones.
+
+        Parameters
+        ----------
+        n_steps : int
+            The number of inner steps with weights of their own.
+        """
+        if self.n_steps is not None or not self.affine:
+            raise ValueError("per_step needs an affine BatchNorm without per-step weights.")
+        with torch.no_grad():
+            self.weight = nn.Parameter(self.weight.detach().repeat(int(n_steps), 1))
+            self.bias = nn.Parameter(self.bias.detach().repeat(int(n_steps), 1))
+        self.n_steps = int(n_steps)
 
     def forward(self, x: Tensor) -> Tensor:
         dims = [0] + list(range(2, x.dim()))
@@ -66,12 +91,18 @@ class BatchNorm(nn.Module):
         var = ((x - mean) ** 2).mean(dim=dims, keepdim=True)
         out = (x - mean) * torch.rsqrt(var + self.eps)
         if self.affine:
+            weight, bias = self.weight, self.bias
+            if self.n_steps is not None:
+                step = current_step()
+                row = self.n_steps - 1 if step is None else min(step, self.n_steps - 1)
+                weight, bias = weight[row], bias[row]
             shape = [1, -1] + [1] * (x.dim() - 2)
-            out = out * self.weight.view(shape) + self.bias.view(shape)
+            out = out * weight.view(shape) + bias.view(shape)
         return out
 
     def extra_repr(self) -> str:
-        return f"{self.num_features}, eps={self.eps}, affine={self.affine}"
+        steps = "" if self.n_steps is None else f", n_steps={self.n_steps}"
+        return f"{self.num_features}, eps={self.eps}, affine={self.affine}{steps}"
 
 
 class MLP(nn.Module):

@@ -8,40 +8,50 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import functional as F
-from .base import (
-    CLASSIFIER_CONSTRAINTS,
-    BaseMetaLearner,
-    MetaBatch,
-    _ClassifierShell,
-    _RegressorShell,
-)
-from .maml import _CLF_EXTRA, _doc
-from .modules import MLP
+from .base import BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
+from .functional import Learner, TaskBatch
+from .parameters import Attribute
 
-__all__ = ["PretrainedRegressor", "PretrainedClassifier"]
+__all__ = ["PretrainedRegressor", "PretrainedClassifier", "joint_task_loss"]
 
 
-def _joint_gradient(module: nn.Module, params: F.Params, buffers: F.Params,
-                    batches: list[F.TaskBatch], loss_fn: F.LossFn):
-    """Mean over tasks of the loss on the pooled support and query data, at ``params``."""
-    names = [k for k, p in params.items() if p.requires_grad]
-    n_total = sum(b.n_tasks for b in batches)
-    losses = []
-    for b in batches:
-        for t in range(b.n_tasks):
-            X = b.X_support[t] if b.X_query is None else torch.cat([b.X_support[t],
-                                                                    b.X_query[t]])
-            y = b.y_support[t] if b.y_query is None else torch.cat([b.y_support[t],
-                                                                    b.y_query[t]])
-            losses.append(loss_fn(F.forward(module, params, buffers, X), y))
-    loss = torch.stack(losses).sum() / n_total
-    gs = torch.autograd.grad(loss, [params[k] for k in names], allow_unused=True)
-    grads = {k: torch.zeros_like(p) for k, p in params.items()}
-    for k, g in zip(names, gs):
-        if g is not None:
-            grads[k] = g
-    return loss.detach(), grads
+def joint_task_loss(learner: Learner, task: TaskBatch, engine: str = "vmap") -> torch.Tensor:
+    """The loss of the meta-parameters on one task's pooled support and query data.
+
+    Pre-training's per-task objective: no inner loop; the mean over tasks is
+    minimised directly.
+
+    Parameters
+    ----------
+    learner : skmeta.functional.Learner
+        The network and its parameters.
+    task : skmeta.functional.TaskBatch
+        One task (no task axis; all tasks with ``engine="batched"``).
+    engine : {"vmap", "loop", "batched"}, default="vmap"
+
+    Returns
+    -------
+    loss : Tensor
+        A scalar, differentiable with respect to the parameters.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from skmeta import functional as F
+    >>> from skmeta.pretrained import joint_task_loss
+    >>> net = nn.Linear(1, 1)
+    >>> learner = F.Learner(net, dict(net.named_parameters()), {}, nn.functional.mse_loss,
+    ...                     F.sgd(0.1))
+    >>> task = F.TaskBatch(*(torch.randn(5, 1) for _ in range(4)))
+    >>> joint_task_loss(learner, task).shape
+    torch.Size([])
+    """
+    X, y = task.X_support, task.y_support
+    if task.X_query is not None:
+        axis = 1 if engine == "batched" else 0
+        X, y = torch.cat([X, task.X_query], axis), torch.cat([y, task.y_query], axis)
+    return learner.loss({}, X, y, engine=engine)
 
 
 class _BasePretrained(BaseMetaLearner):
@@ -56,24 +66,20 @@ class _BasePretrained(BaseMetaLearner):
     ``train_loss`` is the joint training loss (before any adaptation).
     """
 
-    def __init__(self, module=MLP, *, optimizer=torch.optim.Adam, lr=1e-3, inner_steps=1,
-                 **kwargs):
-        super().__init__(module, optimizer=optimizer, lr=lr, inner_steps=inner_steps, **kwargs)
+    supports_batched = True
 
-    def get_meta_gradient(self, batch: MetaBatch, engine: str):
-        params, buffers = self._named_tensors()
-        return _joint_gradient(self.module_, params, buffers, batch.task_batches,
-                               self.get_task_loss)
+    def task_objective(self, learner, task, engine):
+        return joint_task_loss(learner, task, engine)
 
 
-class PretrainedRegressor(_RegressorShell, _BasePretrained):
-    __doc__ = _doc(
-        """Pre-training baseline for regression: joint training, then fine-tuning.
+class PretrainedRegressor(MetaRegressorMixin, _BasePretrained):
+    __doc__ = """Pre-training baseline for regression: joint training, then fine-tuning.
 
     One network is fitted to the pooled examples of all training tasks; ``adapt``
     fine-tunes it on a new task's support set with the same inner steps as the
-    meta-learners (Finn et al., 2017, "pretrained" baseline).
-""", """
+    meta-learners (Finn et al., 2017, "pretrained" baseline). Read more in the
+    user guide (:doc:`/user_guide/concepts`).
+
     See Also
     --------
     MAMLRegressor, ReptileRegressor
@@ -88,21 +94,18 @@ class PretrainedRegressor(_RegressorShell, _BasePretrained):
     >>> X, y = tasks[0]
     >>> pre.adapt(X[:10], y[:10]).predict(X[10:]).shape
     (10,)
-""", "", False, criterion="torch.nn.MSELoss", optimizer="torch.optim.Adam", lr="1e-3",
-        inner_steps="1")
+    """
 
 
-class PretrainedClassifier(_ClassifierShell, _BasePretrained):
-    __doc__ = _doc(
-        """Pre-training baseline for few-shot classification.
+class PretrainedClassifier(MetaClassifierMixin, _BasePretrained):
+    __doc__ = """Pre-training baseline for few-shot classification.
 
     One network is trained as an ordinary classifier over *all* classes of the
     training tasks pooled (their labels are taken as global class labels); to
     adapt to a new ``n_way`` task its last linear layer is replaced by a fresh,
     zero-initialised ``n_way`` head and the whole network is fine-tuned on the
-    support set with ``adapt_steps`` steps of size ``inner_lr``.
-""", """    pretrain_classes_ : ndarray
-        The pooled training classes, in the order of the pre-training outputs.
+    support set with ``adapt_steps`` steps of size ``inner_lr``. Read more in the
+    user guide (:doc:`/user_guide/concepts`).
 
     See Also
     --------
@@ -121,9 +124,10 @@ class PretrainedClassifier(_ClassifierShell, _BasePretrained):
     20
     >>> pre.adapt(X[:6], np.array([0, 0, 1, 1, 2, 2])).predict(X[:6]).shape
     (6,)
-""", _CLF_EXTRA, True, criterion="torch.nn.CrossEntropyLoss", optimizer="torch.optim.Adam",
-        lr="1e-3", inner_steps="1")
-    _parameter_constraints = {**_BasePretrained._parameter_constraints, **CLASSIFIER_CONSTRAINTS}
+    """
+
+    _attributes = {"pretrain_classes_": Attribute(
+        "ndarray", "The pooled training classes, in the order of the pre-training outputs.")}
 
     def _prepare_fit(self, X, y, groups):
         tasks = super()._prepare_fit(X, y, groups)
@@ -150,7 +154,7 @@ class PretrainedClassifier(_ClassifierShell, _BasePretrained):
     def _saved_attributes(self) -> list[str]:
         return super()._saved_attributes() + ["pretrain_classes_"]
 
-    def _adapted_n_outputs(self) -> int:
+    def _adapted_n_outputs(self, classes) -> int:
         return int(self.n_way)  # adaptation uses a fresh n_way head
 
     def _n_outputs(self) -> int | None:

@@ -4,18 +4,63 @@ from __future__ import annotations
 
 import torch
 
-from . import functional as F
-from .base import (
-    CLASSIFIER_CONSTRAINTS,
-    BaseMetaLearner,
-    MetaBatch,
-    _ClassifierShell,
-    _RegressorShell,
-)
-from .maml import _CLF_EXTRA, _doc
-from .modules import MLP
+from .base import BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
+from .functional import Learner, Params, TaskBatch
 
-__all__ = ["ReptileRegressor", "ReptileClassifier"]
+__all__ = ["ReptileRegressor", "ReptileClassifier", "reptile_pseudo_gradient"]
+
+
+def reptile_pseudo_gradient(learner: Learner, task: TaskBatch, *, steps: int,
+                            engine: str = "vmap") -> tuple[torch.Tensor, Params]:
+    """Reptile's per-task pseudo-gradient ``phi - W``.
+
+    ``W`` are the parameters after ``steps`` inner steps from ``phi`` on the
+    task's support set. An outer optimizer stepping with the mean of this
+    "gradient" moves ``phi`` toward the adapted weights: with plain SGD of
+    learning rate ``eps``, ``phi <- phi + eps * (mean_t W_t - phi)``.
+
+    Parameters
+    ----------
+    learner : skmeta.functional.Learner
+        The network, its (detached) meta-parameters and its inner-loop rule.
+    task : skmeta.functional.TaskBatch
+        One task (no task axis).
+    steps : int
+        Inner steps.
+    engine : {"vmap", "loop"}, default="vmap"
+
+    Returns
+    -------
+    loss : Tensor
+        The query loss after adaptation, for monitoring (NaN without a query set).
+    pseudo_gradient : dict of str to Tensor
+        ``phi - W`` for every parameter (zero for those the rule does not move).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from skmeta import functional as F
+    >>> from skmeta.reptile import reptile_pseudo_gradient
+    >>> net = nn.Linear(1, 1)
+    >>> learner = F.Learner(net, dict(net.named_parameters()), {}, nn.functional.mse_loss,
+    ...                     F.sgd(0.1)).detached()
+    >>> batch = F.TaskBatch(*(torch.randn(3, 5, 1) for _ in range(2)))
+    >>> loss, pseudo = F.mean_over_tasks(lambda task, engine: reptile_pseudo_gradient(
+    ...     learner, task, steps=5, engine=engine), [batch])
+    >>> sorted(pseudo), bool(torch.isnan(loss))
+    (['bias', 'weight'], True)
+    """
+    fast = learner.run_inner(task.X_support, task.y_support, steps=steps, engine=engine)[-1]
+    pseudo = {k: p - fast[k] if k in fast else torch.zeros_like(p)
+              for k, p in learner.params.items()}
+    if task.X_query is None:  # one NaN per task (a vector with engine="batched")
+        loss = task.X_support.new_full(task.X_support.shape[:-2] if engine == "batched"
+                                       else (), float("nan"))
+    else:
+        loss = learner.loss(fast, task.X_query, task.y_query, step=max(steps - 1, 0),
+                            engine=engine)
+    return loss, pseudo
 
 
 class _BaseReptile(BaseMetaLearner):
@@ -27,19 +72,15 @@ class _BaseReptile(BaseMetaLearner):
     learning rate ``lr`` this is ``phi <- phi + lr * (mean(W) - phi)``.
     """
 
-    def __init__(self, module=MLP, *, optimizer=torch.optim.SGD, lr=1.0, inner_steps=5,
-                 **kwargs):
-        super().__init__(module, optimizer=optimizer, lr=lr, inner_steps=inner_steps, **kwargs)
+    supports_batched = True
 
-    def get_meta_gradient(self, batch: MetaBatch, engine: str):
-        params, buffers = self._named_tensors()
-        return F.reptile_meta_gradient(self.module_, params, buffers, batch.task_batches,
-                                       loss_fn=self.get_task_loss, inner_lr=self.inner_lr,
-                                       steps=self.inner_steps, engine=engine,
-                                       chunk_size=self.chunk_size)
+    _param_defaults = {"optimizer": torch.optim.SGD, "lr": 1.0, "inner_steps": 5}
+
+    def task_pseudo_gradient(self, learner, task, engine):
+        return reptile_pseudo_gradient(learner, task, steps=self.inner_steps, engine=engine)
 
 
-_REFS = """
+_REFERENCES = """
     References
     ----------
     Nichol, Achiam and Schulman, "On First-Order Meta-Learning Algorithms",
@@ -47,14 +88,18 @@ _REFS = """
 """
 
 
-class ReptileRegressor(_RegressorShell, _BaseReptile):
-    __doc__ = _doc(
-        """Reptile for regression (Nichol et al., 2018).
-""", """
+class ReptileRegressor(MetaRegressorMixin, _BaseReptile):
+    __doc__ = """Reptile for regression (Nichol et al., 2018).
+
+    Moves the initialisation toward the weights that ``inner_steps`` gradient
+    steps reach on each task; the history's ``train_loss`` is the query loss after
+    those steps (for monitoring only). Read more in the user guide
+    (:doc:`/user_guide/concepts`).
+
     See Also
     --------
     ReptileClassifier, MAMLRegressor
-""" + _REFS + """
+""" + _REFERENCES + """
     Examples
     --------
     >>> from skmeta import ReptileRegressor
@@ -65,18 +110,20 @@ class ReptileRegressor(_RegressorShell, _BaseReptile):
     >>> X, y = tasks[0]
     >>> reptile.adapt(X[:10], y[:10]).predict(X[10:]).shape
     (10,)
-""", "", False, criterion="torch.nn.MSELoss", optimizer="torch.optim.SGD", lr="1.0",
-        inner_steps="5")
+    """
 
 
-class ReptileClassifier(_ClassifierShell, _BaseReptile):
-    __doc__ = _doc(
-        """Reptile for few-shot classification (Nichol et al., 2018).
-""", """
+class ReptileClassifier(MetaClassifierMixin, _BaseReptile):
+    __doc__ = """Reptile for few-shot classification (Nichol et al., 2018).
+
+    Moves the initialisation toward the weights that ``inner_steps`` gradient
+    steps reach on each ``n_way``-way episode. Read more in the user guide
+    (:doc:`/user_guide/concepts`).
+
     See Also
     --------
     ReptileRegressor, MAMLClassifier
-""" + _REFS + """
+""" + _REFERENCES + """
     Examples
     --------
     >>> import numpy as np
@@ -88,6 +135,4 @@ class ReptileClassifier(_ClassifierShell, _BaseReptile):
     ...                         max_epochs=1, verbose=0, random_state=0).fit(X, y)
     >>> clf.adapt(X[:6], y[:6]).predict(X[:6]).shape
     (6,)
-""", _CLF_EXTRA, True, criterion="torch.nn.CrossEntropyLoss", optimizer="torch.optim.SGD",
-        lr="1.0", inner_steps="5")
-    _parameter_constraints = {**_BaseReptile._parameter_constraints, **CLASSIFIER_CONSTRAINTS}
+    """

@@ -15,6 +15,7 @@ this module is the one place that turns each of them into tasks:
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -130,13 +131,36 @@ def _check_y(y: Any, n: int, where: str, classification: bool) -> np.ndarray:
     return y
 
 
+def _continuous_targets(y: np.ndarray, where: str) -> str | None:
+    """Why ``y``, given as class labels, looks like regression targets (None if it does not).
+
+    Like scikit-learn's ``type_of_target(y) == "continuous"`` (floats that are not all
+    whole numbers), and with more than half of the values distinct, so that float
+    labels that repeat (a few classes) are left alone.
+    """
+    y = np.asarray(y)
+    if y.dtype.kind != "f" or y.size < 2:
+        return None
+    finite = y[np.isfinite(y)]
+    if np.all(finite == np.round(finite)):
+        return None
+    distinct = np.unique(finite)
+    if len(distinct) <= len(y) / 2:
+        return None
+    examples = ", ".join(f"{v:.4g}" for v in finite[:3])
+    return (f"{where}: y looks continuous ({len(distinct)} distinct "
+            f"float values among {len(y)}, e.g. {examples}), but a classifier needs class "
+            "labels. For regression tasks use a regressor such as MAMLRegressor, with "
+            "fit(X, y, groups=task_ids) or a list of (X, y) pairs, one per task.")
+
+
 def check_task_arrays(X: Any, y: Any, *, where: str = "task",
                       classification: bool) -> tuple[np.ndarray, np.ndarray]:
     """Validate and convert one task's ``X`` and ``y`` (numeric, finite, same length)."""
     X = _check_X(X, where)
     y = _check_y(y, X.shape[0], where, classification)
     if X.shape[0] == 0:
-        raise ValueError(f"{where} is empty (0 samples).")
+        raise ValueError(f"{where} is empty (no samples).")
     return X, y
 
 
@@ -241,6 +265,20 @@ class TaskSequence(Sequence):
             self._stacked = ((np.stack([t.X for t in items]), np.stack([t.y for t in items]))
                              if same else None)
         return self._stacked
+
+    def stacked_tensors(self, dtype: Any, device: Any) -> tuple[Any, Any] | None:
+        """:meth:`stacked` as tensors of ``dtype`` on ``device`` (converted once, then cached)."""
+        import torch
+
+        stacked = self.stacked()
+        if stacked is None:
+            return None
+        cache = self.__dict__.setdefault("_tensors", {})
+        key = (dtype, str(device))
+        if key not in cache:
+            cache.clear()  # one copy at a time
+            cache[key] = tuple(torch.as_tensor(a, dtype=dtype, device=device) for a in stacked)
+        return cache[key]
 
     def __getitem__(self, i: int):
         if isinstance(i, slice):
@@ -383,14 +421,20 @@ def _n_needed(k_shot: int, n_query: int | None) -> int:
     return k_shot + (1 if n_query is None else n_query)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def check_task_size(n: int, *, k_shot: int, n_query: int | None, need_query: bool = True,
                     where: str = "task") -> None:
     """Refuse a regression task of ``n`` samples that is too small for its split."""
     needed = _n_needed(k_shot, n_query) if need_query else k_shot
     if n < needed:
-        raise ValueError(f"{where} has {n} samples but k_shot={k_shot} support + "
-                         f"{'at least 1' if n_query is None else n_query} query samples "
-                         f"need {needed}. Lower k_shot/n_query or drop small tasks.")
+        query = ("" if not need_query else
+                 f" + {'at least 1' if n_query is None else n_query} query")
+        raise ValueError(f"{where} has "
+                         f"{_count(n, 'sample')} but k_shot={k_shot} support{query} "
+                         f"sample(s) need {needed}. Lower k_shot/n_query or drop small tasks.")
 
 
 def split_task(task, *, k_shot: int, n_query: int | None, rng: np.random.Generator,
@@ -424,6 +468,9 @@ def split_task(task, *, k_shot: int, n_query: int | None, rng: np.random.Generat
         members = np.flatnonzero(y_idx == c)
         needed = _n_needed(k_shot, n_query) if need_query else k_shot
         if len(members) < needed:
+            continuous = _continuous_targets(y, where)
+            if continuous:
+                raise ValueError(continuous)
             label = classes[c].item() if isinstance(classes[c], np.generic) else classes[c]
             raise ValueError(f"{where}: class {label!r} has {len(members)} examples but "
                              f"k_shot={k_shot} support + "
@@ -452,6 +499,10 @@ def encode_labels(y_support: np.ndarray, y_query: np.ndarray | None, *, n_way: i
     """
     classes, ys = np.unique(y_support, return_inverse=True)
     if len(classes) > n_way:
+        if y_query is not None:  # support and query together: enough values to judge
+            continuous = _continuous_targets(np.concatenate([y_support, y_query]), where)
+            if continuous:
+                raise ValueError(continuous)
         raise ValueError(f"{where} has {len(classes)} classes but n_way={n_way}; raise n_way "
                          "(the network's output size) or split the task.")
     yq = None
@@ -559,6 +610,9 @@ class EpisodeSampler(Sequence):
                 raise ValueError(f"The '{name}' parameter of EpisodeSampler must be an int >= "
                                  f"{low}. Got {value!r} instead.")
         self.X, self.y = check_task_arrays(X, y, where="the pool", classification=True)
+        continuous = _continuous_targets(self.y, "the pool")
+        if continuous:
+            raise ValueError(continuous)
         self.n_way, self.k_shot, self.n_query = int(n_way), int(k_shot), int(n_query)
         self.n_episodes = int(n_episodes)
         self.within_groups = bool(within_groups)
@@ -687,3 +741,16 @@ class TaskTransformer(TransformerMixin, BaseEstimator):
             else:
                 out.append((tf(t[0]), t[1]))
         return out
+
+
+def warn_on_scale(X: np.ndarray) -> None:
+    """Warn when features are far from unit scale: gradient steps then misbehave."""
+    X = np.asarray(X, dtype=np.float64)
+    biggest = float(np.abs(X).max()) if X.size else 0.0
+    spread = float(X.std(axis=0).max()) if len(X) > 1 else 1.0
+    if biggest > 1e4 or 0 < spread < 1e-4:
+        warnings.warn(f"The features of the first task range up to {biggest:.3g} with a largest "
+                      f"standard deviation of {spread:.3g}; fixed inner step sizes work best on "
+                      "features of unit scale. Consider StandardScaler (long format in a "
+                      "Pipeline) or skmeta.TaskTransformer(StandardScaler()) for task lists.",
+                      UserWarning, stacklevel=4)

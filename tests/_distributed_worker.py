@@ -74,7 +74,10 @@ def scenarios(distributed: bool, checkpoint_dir: str | None = None) -> dict:
 
 
 def summary(net) -> dict:
-    return {"params": {k: v.detach().cpu().clone() for k, v in net.module_.state_dict().items()},
+    params = {k: v.detach().cpu().clone() for k, v in net.module_.state_dict().items()}
+    params.update({f"inner_state_.{k}": v.detach().cpu().clone()
+                   for k, v in net.inner_state_.state_dict().items()})
+    return {"params": params,
             "train_loss": list(net.history[:, "train_loss"]),
             "valid_loss": [r.get("valid_loss") for r in net.history],
             "epochs": len(net.history)}

@@ -10,8 +10,10 @@ Sphinx, no numpydoc, nothing optional is imported. Building the docs themselves 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,10 +32,22 @@ PUBLIC_MODULES = [
     "skmeta.modules",
     "skmeta.datasets",
     "skmeta.distributed",
+    "skmeta.maml",
+    "skmeta.reptile",
+    "skmeta.pretrained",
+    "skmeta.metasgd",
+    "skmeta.anil",
+    "skmeta.mamlpp",
+    "skmeta.r2d2",
+    "skmeta.registry",
+    "skmeta.utils.estimator_checks",
+    "skmeta.adapted",
 ]
 # Documented for algorithm authors and for the file format; their names must be in the
 # API reference too, but need no Examples section.
-REFERENCE_ONLY_MODULES = ["skmeta.base", "skmeta.persistence"]
+REFERENCE_ONLY_MODULES = ["skmeta.base", "skmeta.persistence", "skmeta.batching",
+                          "skmeta.engines", "skmeta.parameters", "skmeta.targets",
+                          "skmeta.adaptation", "skmeta.inner_state"]
 
 # Public classes/functions that still lack an Examples section with a doctest. Remove a
 # name once its docstring has one (test_known_missing_examples_is_current says when).
@@ -211,3 +225,109 @@ def test_examples_have_a_title_and_cells():
         assert title.strip() and set(underline.strip()) == {"="}, \
             f"{path.name}: the docstring must start with a title underlined with ="
         assert "# %%" in text, f"{path.name}: no '# %%' cells (sphinx-gallery format)"
+
+
+# -- links to other projects' documentation (docs/_ext) -----------------------------------
+
+
+def _docs_extension(name):
+    """Import a module of docs/_ext (they import without Sphinx)."""
+    qualname = f"_skmeta_docs_ext_{name}"
+    if qualname not in sys.modules:
+        spec = importlib.util.spec_from_file_location(qualname, DOCS / "_ext" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[qualname] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules[qualname]
+
+
+@pytest.mark.parametrize("target, url", [
+    ("sklearn.model_selection.GridSearchCV",
+     "https://scikit-learn.org/stable/modules/generated/sklearn.model_selection.GridSearchCV.html"),
+    ("sklearn.base.BaseEstimator.get_params",
+     "https://scikit-learn.org/stable/modules/generated/sklearn.base.BaseEstimator.html"
+     "#sklearn.base.BaseEstimator.get_params"),
+    ("torch.func.vmap", "https://docs.pytorch.org/docs/stable/generated/torch.func.vmap.html"),
+    ("torch.Tensor", "https://docs.pytorch.org/docs/stable/tensors.html#torch.Tensor"),
+    ("torch.func", "https://docs.pytorch.org/docs/stable/func.html"),
+    ("skorch.callbacks.EarlyStopping",
+     "https://skorch.readthedocs.io/en/stable/callbacks.html#skorch.callbacks.EarlyStopping"),
+    ("skorch.NeuralNet",  # documented under skorch.net
+     "https://skorch.readthedocs.io/en/stable/net.html#skorch.net.NeuralNet"),
+    ("numpy.rot90", "https://numpy.org/doc/stable/reference/generated/numpy.rot90.html"),
+    ("joblib.dump", "https://joblib.readthedocs.io/en/stable/generated/joblib.dump.html"),
+    ("pickle", "https://docs.python.org/3/library/pickle.html#module-pickle"),
+    ("collections.abc.Callable",
+     "https://docs.python.org/3/library/collections.abc.html#collections.abc.Callable"),
+    ("dict", "https://docs.python.org/3/library/stdtypes.html#dict"),
+    ("FileNotFoundError", "https://docs.python.org/3/library/exceptions.html#FileNotFoundError"),
+    ("pandas.DataFrame", "https://pandas.pydata.org/docs/reference/api/pandas.DataFrame.html"),
+])
+def test_external_refs_resolve(target, url):
+    if target.startswith("pandas"):
+        pytest.importorskip("pandas")  # optional: without it, pandas names are not linked
+    assert _docs_extension("external_refs").resolve(target).url == url
+
+
+def test_external_refs_inherited_docstrings():
+    # names written the way the parent class's package writes them, resolved from the
+    # documented class's bases: torch's Module.forward in MLP, skorch's load_params
+    ext = _docs_extension("external_refs")
+    assert ext.resolve("Module", "skmeta.modules", "MLP").name == "torch.nn.Module"
+    found = ext.resolve("Checkpoint", "skmeta", "MAMLRegressor", refspecific=True)
+    assert found.name == "skorch.callbacks.Checkpoint"
+
+
+def test_external_refs_unknown_names():
+    ext = _docs_extension("external_refs")
+    with pytest.raises(ext.UnresolvedReference):  # a typo in a linked package: a warning
+        ext.resolve("sklearn.model_selection.GridSearchCVV")
+    assert ext.resolve("skmeta.MAMLRegressor") is None  # not another project's: Sphinx's
+    assert ext.resolve("no_such_package.thing") is None
+
+
+def test_repo_links_point_at_the_including_page():
+    ext = _docs_extension("repo_links")
+    pages = {"benchmarks/README.md": "docs/running_benchmarks.md"}
+    text = ("see [the README](../benchmarks/README.md) and [its section](../benchmarks/README.md#x)"
+            ", [other](../benchmarks/other.md), [web](https://example.org/benchmarks/README.md)")
+    assert ext.rewrite_links(text, "docs/benchmarks.md", pages) == (
+        "see [the README](running_benchmarks.md) and [its section](running_benchmarks.md#x)"
+        ", [other](../benchmarks/other.md), [web](https://example.org/benchmarks/README.md)")
+    for doc in pages.values():
+        assert (ROOT / doc).exists()
+    conf = (DOCS / "conf.py").read_text("utf-8")
+    assert '"benchmarks/README.md": "running_benchmarks"' in conf
+
+
+def test_external_refs_in_a_sphinx_build(tmp_path):
+    """A tiny build: a known name becomes a link, an unknown one a warning."""
+    pytest.importorskip("sphinx")
+    import io
+
+    from sphinx.application import Sphinx
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "conf.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(DOCS / '_ext')!r})\n"
+        "extensions = ['external_refs']\n")
+    (src / "index.rst").write_text(
+        "Test\n====\n\n:class:`sklearn.pipeline.Pipeline` and :func:`torch.func.nosuch`\n")
+    warnings = io.StringIO()
+    app = Sphinx(str(src), str(src), str(tmp_path / "out"), str(tmp_path / "doctrees"),
+                 "html", status=None, warning=warnings, freshenv=True)
+    app.build()
+    html = (tmp_path / "out" / "index.html").read_text("utf-8")
+    assert ('href="https://scikit-learn.org/stable/modules/generated/'
+            'sklearn.pipeline.Pipeline.html"') in html
+    assert "torch.func.nosuch" in warnings.getvalue()
+
+
+def test_gallery_order_lists_every_example():
+    conf = (DOCS / "conf.py").read_text("utf-8")
+    listed = re.findall(r'^\s+"(\w+\.py)",$', conf.split("EXAMPLE_ORDER = [", 1)[1].split("]")[0],
+                        re.M)
+    present = sorted(p.name for p in EXAMPLES.glob("*.py"))
+    assert sorted(listed) == present, "docs/conf.py's EXAMPLE_ORDER must list every example"
+    assert listed[0] == "plot_sinusoid.py", "the gallery starts with the main example"

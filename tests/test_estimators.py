@@ -53,9 +53,9 @@ def test_adapt_equals_functional_inner_loop_and_leaves_meta_model_untouched(sinu
     for k, v in _params(maml).items():
         assert torch.equal(v, before[k])
     params = dict(maml.module_.named_parameters())
-    fast = F.inner_loop(maml.module_, {k: p.detach().requires_grad_() for k, p in before.items()},
-                        {}, torch.as_tensor(X[:10]), torch.as_tensor(y[:10]).reshape(-1, 1),
-                        loss_fn=nn.MSELoss(), inner_lr=0.05, steps=2, engine="loop")
+    learner = F.Learner(maml.module_, before, {}, nn.MSELoss(), F.sgd(0.05))
+    fast = learner.run_inner(torch.as_tensor(X[:10]), torch.as_tensor(y[:10]).reshape(-1, 1),
+                             steps=2, engine="loop")[-1]
     expected = F.forward(maml.module_, fast, {}, torch.as_tensor(X[10:])).detach().numpy().ravel()
     np.testing.assert_allclose(adapted.predict(X[10:]), expected, rtol=1e-5, atol=1e-6)
     assert isinstance(adapted, AdaptedRegressor)
@@ -67,17 +67,28 @@ def test_adapt_equals_functional_inner_loop_and_leaves_meta_model_untouched(sinu
 def test_adapt_steps_and_lr_overrides(sinusoid_tasks):
     maml = MAMLRegressor(k_shot=10, **FAST).fit(sinusoid_tasks)
     X, y = sinusoid_tasks[0]
-    zero = maml.adapt(X[:10], y[:10], steps=0)
+    zero = maml.adapt(X[:10], y[:10], adapt_steps=0)
     meta_pred = F.forward(maml.module_, dict(maml.module_.named_parameters()), {},
                           torch.as_tensor(X)).detach().numpy().ravel()
     np.testing.assert_allclose(zero.predict(X), meta_pred, rtol=1e-6)
-    one = maml.adapt(X[:10], y[:10], steps=1, lr=0.5).predict(X)
-    two = maml.adapt(X[:10], y[:10], steps=3, lr=0.5).predict(X)
+    one = maml.adapt(X[:10], y[:10], adapt_steps=1, inner_lr=0.5).predict(X)
+    two = maml.adapt(X[:10], y[:10], adapt_steps=3, inner_lr=0.5).predict(X)
     assert not np.allclose(one, two)
-    with pytest.raises(ValueError, match="steps"):
-        maml.adapt(X[:10], y[:10], steps=-1)
-    with pytest.raises(ValueError, match="lr"):
-        maml.adapt(X[:10], y[:10], lr=0)
+    with pytest.raises(ValueError, match="'adapt_steps' parameter"):
+        maml.adapt(X[:10], y[:10], adapt_steps=-1)
+    with pytest.raises(ValueError, match="'inner_lr' parameter"):
+        maml.adapt(X[:10], y[:10], inner_lr=0)
+
+
+def test_old_adapt_keywords_still_work_with_a_future_warning(sinusoid_tasks):
+    maml = MAMLRegressor(k_shot=10, **FAST).fit(sinusoid_tasks)
+    X, y = sinusoid_tasks[0]
+    new = maml.adapt(X[:10], y[:10], adapt_steps=2, inner_lr=0.3).predict(X)
+    with pytest.warns(FutureWarning, match="'steps' keyword .* use adapt_steps="):
+        old = maml.adapt(X[:10], y[:10], steps=2, lr=0.3).predict(X)
+    np.testing.assert_array_equal(old, new)
+    with pytest.warns(FutureWarning, match="'lr' keyword .* use inner_lr="):
+        maml.adapt_tasks([(X[:10], y[:10])], lr=0.3)
 
 
 def test_adapt_tasks_batch_equals_single_adapt(sinusoid_tasks):
@@ -107,7 +118,7 @@ def test_random_state_makes_fits_reproducible(Est, sinusoid_tasks):
     assert np.array_equal(np.random.get_state()[1], np_state)  # noqa: NPY002
 
 
-@pytest.mark.parametrize("engine", ["vmap", "loop"])
+@pytest.mark.parametrize("engine", ["vmap", "loop", "batched"])
 def test_engines_give_the_same_fit(engine, sinusoid_tasks):
     ref = MAMLRegressor(k_shot=10, engine="loop", **FAST).fit(sinusoid_tasks)
     est = MAMLRegressor(k_shot=10, engine=engine, **FAST).fit(sinusoid_tasks)
@@ -117,9 +128,11 @@ def test_engines_give_the_same_fit(engine, sinusoid_tasks):
 
 def test_auto_engine_times_both_and_records_choice(sinusoid_tasks):
     est = MAMLRegressor(k_shot=10, batch_size=5, **FAST).fit(sinusoid_tasks)
-    assert est.engine_["train"] in {"vmap", "loop"}
-    assert len(est.engine_timings_["train"]["vmap"]) >= 2
-    assert len(est.engine_timings_["train"]["loop"]) >= 2
+    assert est.engine_["train"] in {"batched", "loop"}  # batched runs an MLP: vmap is not timed
+    timings = est.engines_.timings["train/second"]
+    assert set(timings) == {"batched", "loop"}
+    assert len(timings["batched"]) >= 2 and len(timings["loop"]) >= 2
+    assert est.engines_.chosen["train/second"] == est.engine_["train"]
 
 
 def test_auto_engine_uses_loop_for_native_batch_norm(sinusoid_tasks):
@@ -154,8 +167,7 @@ def test_reptile_moves_phi_toward_adapted_weights(sinusoid_tasks):
     order = rng.permutation(len(tasks))
     batch = est.get_meta_batch(as_tasks(tasks, classification=False), order, rng,
                                training=True)
-    fast = F.adapt(est.module_, dict(est.module_.named_parameters()), {},
-                   batch.task_batches[0], loss_fn=nn.MSELoss(), inner_lr=0.02, steps=3)
+    fast = F.adapt(est.learner(), batch.task_batches[0], steps=3)
     W_mean = {k: v.mean(0) for k, v in fast.items()}
     est.set_params(max_epochs=1).partial_fit(tasks)
     for k, v in _params(est).items():
@@ -281,9 +293,25 @@ def test_classifier_tasks_with_fewer_classes_than_n_way(pool):
     assert adapted.predict_proba(tasks[0][0]).shape == (24, 2)
 
 
-def test_score_is_mean_of_per_task_scores(sinusoid_tasks):
+def test_score_is_pooled_r2_and_score_tasks_per_task_r2(sinusoid_tasks):
     est = MAMLRegressor(k_shot=10, **FAST).fit(sinusoid_tasks)
-    assert est.score(sinusoid_tasks) == pytest.approx(np.mean(est.score_tasks(sinusoid_tasks)))
+    tasks = sinusoid_tasks[:40]
+    # predictions of every task's query set, with the splits score draws
+    sse = sst = 0.0
+    per_task = []
+    scores = est.score_tasks(tasks)
+    rng = np.random.default_rng([0, 3])
+    batch = est.get_meta_batch(as_tasks(tasks, classification=False), np.arange(len(tasks)), rng,
+                               training=False)
+    _, preds = est._evaluate(batch, 1, None, strict=True)
+    (positions, b), = batch.groups
+    for j in positions:
+        y, p = b.y_query[j].numpy().ravel(), preds[j].numpy().ravel()
+        sse += ((y - p) ** 2).sum()
+        sst += ((y - y.mean()) ** 2).sum()
+        per_task.append(1 - ((y - p) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+    np.testing.assert_allclose(scores, per_task, atol=1e-5)
+    assert est.score(tasks) == pytest.approx(1 - sse / sst, abs=1e-5)
 
 
 def test_meta_learner_predict_says_to_adapt(sinusoid_tasks):

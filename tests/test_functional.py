@@ -7,8 +7,37 @@ from torch import nn
 
 from skmeta import functional as F
 from skmeta.modules import BatchNorm, ConvNet
+from skmeta.reptile import reptile_pseudo_gradient
 
 MSE = nn.functional.mse_loss
+
+
+def _learner(net, params, buffers=None, *, loss_fn=MSE, inner_lr=0.1, rule=None, state=None):
+    return F.Learner(net, dict(params), dict(buffers or {}), loss_fn,
+                     F.sgd(inner_lr) if rule is None else rule, dict(state or {}))
+
+
+def maml_meta_gradient(net, params, buffers, batches, *, loss_fn, inner_lr, steps,
+                       first_order=False, engine="vmap", chunk_size=None):
+    """MAML's meta-gradient through the functional core (what MAMLRegressor computes)."""
+    learner = _learner(net, params, buffers, loss_fn=loss_fn, inner_lr=inner_lr)
+
+    def objective(task, engine):
+        return F.query_loss(learner, task, steps=steps, first_order=first_order, engine=engine)
+
+    return F.meta_gradient(objective, batches, learner.params, engine=engine,
+                           chunk_size=chunk_size)
+
+
+def adapt(net, params, buffers, batch, *, loss_fn, inner_lr, steps, engine="vmap"):
+    return F.adapt(_learner(net, params, buffers, loss_fn=loss_fn, inner_lr=inner_lr), batch,
+                   steps=steps, engine=engine)
+
+
+def inner_loop(net, params, buffers, X, y, *, loss_fn, inner_lr, steps, first_order=False,
+               engine="vmap"):
+    learner = _learner(net, params, buffers, loss_fn=loss_fn, inner_lr=inner_lr)
+    return learner.run_inner(X, y, steps=steps, first_order=first_order, engine=engine)[-1]
 
 
 def _batch(n_tasks=4, n=6, d=3, out=1, dtype=torch.float64, seed=0):
@@ -40,13 +69,13 @@ def _hand_written_meta_loss(W, b, batch, inner_lr, steps):
     return torch.stack(losses).mean()
 
 
-@pytest.mark.parametrize("engine", ["vmap", "loop"])
+@pytest.mark.parametrize("engine", ["vmap", "loop", "batched"])
 @pytest.mark.parametrize("steps", [1, 3])
 def test_second_order_matches_hand_written_reference(engine, steps):
     net = _linear()
     batch = _batch()
     params = dict(net.named_parameters())
-    loss, grads = F.maml_meta_gradient(net, params, {}, [batch], loss_fn=MSE, inner_lr=0.1,
+    loss, grads = maml_meta_gradient(net, params, {}, [batch], loss_fn=MSE, inner_lr=0.1,
                                        steps=steps, engine=engine)
     W = net.weight.detach().clone().requires_grad_()
     b = net.bias.detach().clone().requires_grad_()
@@ -57,17 +86,17 @@ def test_second_order_matches_hand_written_reference(engine, steps):
     assert torch.allclose(grads["bias"], gb, atol=1e-10)
 
 
-@pytest.mark.parametrize("engine", ["vmap", "loop"])
+@pytest.mark.parametrize("engine", ["vmap", "loop", "batched"])
 def test_first_order_is_gradient_at_adapted_weights_and_differs(engine):
     net = _linear()
     batch = _batch()
     params = dict(net.named_parameters())
-    _, fo = F.maml_meta_gradient(net, params, {}, [batch], loss_fn=MSE, inner_lr=0.3, steps=2,
+    _, fo = maml_meta_gradient(net, params, {}, [batch], loss_fn=MSE, inner_lr=0.3, steps=2,
                                  first_order=True, engine=engine)
-    _, so = F.maml_meta_gradient(net, params, {}, [batch], loss_fn=MSE, inner_lr=0.3, steps=2,
+    _, so = maml_meta_gradient(net, params, {}, [batch], loss_fn=MSE, inner_lr=0.3, steps=2,
                                  engine=engine)
     # reference: gradient of the query loss at the adapted weights, averaged over tasks
-    fast = F.adapt(net, params, {}, batch, loss_fn=MSE, inner_lr=0.3, steps=2)
+    fast = adapt(net, params, {}, batch, loss_fn=MSE, inner_lr=0.3, steps=2)
     ref = {k: torch.zeros_like(p) for k, p in params.items()}
     for t in range(batch.n_tasks):
         p_t = {k: v[t].clone().requires_grad_() for k, v in fast.items()}
@@ -86,7 +115,7 @@ def _finite_difference(net, params, buffers, batches, *, name, index, eps=1e-6, 
         total, n = 0.0, 0
         for b in batches:
             for t in range(b.n_tasks):
-                fast = F.inner_loop(net, {k: v.clone().requires_grad_() for k, v in p.items()},
+                fast = inner_loop(net, {k: v.clone().requires_grad_() for k, v in p.items()},
                                     dict(buffers), b.X_support[t], b.y_support[t], engine="loop",
                                     **kw)
                 total += kw["loss_fn"](F.forward(net, fast, buffers, b.X_query[t]),
@@ -115,8 +144,8 @@ def test_vmap_equals_loop_and_finite_differences_on_conv_net_with_batch_norm(fir
     batch = _conv_batch()
     ce = nn.functional.cross_entropy
     kw = dict(loss_fn=ce, inner_lr=0.5, steps=steps, first_order=first_order)
-    lv, gv = F.maml_meta_gradient(net, params, buffers, [batch], engine="vmap", **kw)
-    ll, gl = F.maml_meta_gradient(net, params, buffers, [batch], engine="loop", **kw)
+    lv, gv = maml_meta_gradient(net, params, buffers, [batch], engine="vmap", **kw)
+    ll, gl = maml_meta_gradient(net, params, buffers, [batch], engine="loop", **kw)
     assert torch.allclose(lv, ll, atol=1e-12)
     for k in params:
         assert torch.allclose(gv[k], gl[k], atol=1e-10, rtol=1e-8), k
@@ -134,8 +163,8 @@ def test_chunked_vmap_equals_unchunked():
     net = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1)).double()
     params = dict(net.named_parameters())
     batch = _batch(n_tasks=7)
-    l1, g1 = F.maml_meta_gradient(net, params, {}, [batch], loss_fn=MSE, inner_lr=0.1, steps=2)
-    l2, g2 = F.maml_meta_gradient(net, params, {}, [batch], loss_fn=MSE, inner_lr=0.1, steps=2,
+    l1, g1 = maml_meta_gradient(net, params, {}, [batch], loss_fn=MSE, inner_lr=0.1, steps=2)
+    l2, g2 = maml_meta_gradient(net, params, {}, [batch], loss_fn=MSE, inner_lr=0.1, steps=2,
                                   chunk_size=3)
     assert torch.allclose(l1, l2)
     for k in g1:
@@ -146,25 +175,27 @@ def test_groups_weight_every_task_equally():
     net = _linear()
     params = dict(net.named_parameters())
     a, b = _batch(n_tasks=2, n=4, seed=1), _batch(n_tasks=3, n=7, seed=2)
-    loss, grads = F.maml_meta_gradient(net, params, {}, [a, b], loss_fn=MSE, inner_lr=0.1,
+    loss, grads = maml_meta_gradient(net, params, {}, [a, b], loss_fn=MSE, inner_lr=0.1,
                                        steps=1)
     per_task = []
     for batch in (a, b):
         for t in range(batch.n_tasks):
             one = batch.slice(t, t + 1)
-            per_task.append(F.maml_meta_gradient(net, params, {}, [one], loss_fn=MSE,
+            per_task.append(maml_meta_gradient(net, params, {}, [one], loss_fn=MSE,
                                                  inner_lr=0.1, steps=1))
     assert torch.allclose(loss, torch.stack([p[0] for p in per_task]).mean())
     assert torch.allclose(grads["weight"], torch.stack([p[1]["weight"] for p in per_task]).mean(0))
 
 
-@pytest.mark.parametrize("engine", ["vmap", "loop"])
+@pytest.mark.parametrize("engine", ["vmap", "loop", "batched"])
 def test_reptile_pseudo_gradient_points_from_adapted_weights_to_phi(engine):
     net = _linear()
     params = dict(net.named_parameters())
     batch = _batch()
-    _, pseudo = F.reptile_meta_gradient(net, params, {}, [batch], loss_fn=MSE, inner_lr=0.05,
-                                        steps=4, engine=engine)
+    learner = _learner(net, params, inner_lr=0.05).detached()
+    _, pseudo = F.mean_over_tasks(
+        lambda task, engine: reptile_pseudo_gradient(learner, task, steps=4, engine=engine),
+        [batch], engine=engine)
     # hand-written SGD from phi on each support set
     Ws = []
     for t in range(batch.n_tasks):
@@ -187,12 +218,12 @@ def test_adapt_returns_detached_leaves_and_leaves_params_untouched():
     net = _linear()
     params = dict(net.named_parameters())
     before = {k: v.detach().clone() for k, v in params.items()}
-    fast = F.adapt(net, params, {}, _batch(), loss_fn=MSE, inner_lr=0.1, steps=3)
+    fast = adapt(net, params, {}, _batch(), loss_fn=MSE, inner_lr=0.1, steps=3)
     for k, v in fast.items():
         assert v.grad_fn is None and not v.requires_grad
         assert torch.equal(params[k], before[k])
-    fast_loop = F.adapt(net, params, {}, _batch(), loss_fn=MSE, inner_lr=0.1, steps=3,
-                        engine="loop")
+    fast_loop = adapt(net, params, {}, _batch(), loss_fn=MSE, inner_lr=0.1, steps=3,
+                      engine="loop")
     for k in fast:
         assert torch.allclose(fast[k], fast_loop[k], atol=1e-12)
 
@@ -201,9 +232,10 @@ def test_predict_engines_agree():
     net = _linear()
     params = dict(net.named_parameters())
     batch = _batch()
-    fast = F.adapt(net, params, {}, batch, loss_fn=MSE, inner_lr=0.1, steps=1)
-    a = F.predict(net, fast, {}, batch.X_query, engine="vmap")
-    b = F.predict(net, fast, {}, batch.X_query, engine="loop", chunk_size=2)
+    learner = _learner(net, params)
+    fast = F.adapt(learner, batch, steps=1)
+    a = F.predict(learner, fast, batch.X_query, engine="vmap")
+    b = F.predict(learner, fast, batch.X_query, engine="loop", chunk_size=2)
     assert torch.allclose(a, b)
 
 
@@ -222,14 +254,14 @@ def test_meta_gradient_needs_query_sets():
     net = _linear()
     batch = F.TaskBatch(*_batch()[:2])
     with pytest.raises(ValueError, match="query"):
-        F.maml_meta_gradient(net, dict(net.named_parameters()), {}, [batch], loss_fn=MSE,
+        maml_meta_gradient(net, dict(net.named_parameters()), {}, [batch], loss_fn=MSE,
                              inner_lr=0.1, steps=1)
 
 
 def test_unknown_engine_is_refused():
     net = _linear()
     with pytest.raises(ValueError, match="engine"):
-        F.maml_meta_gradient(net, dict(net.named_parameters()), {}, [_batch()], loss_fn=MSE,
+        maml_meta_gradient(net, dict(net.named_parameters()), {}, [_batch()], loss_fn=MSE,
                              inner_lr=0.1, steps=1, engine="fast")
 
 
@@ -239,8 +271,8 @@ def test_float32_vmap_agrees_with_loop_on_sinusoid_mlp():
                         nn.Linear(40, 1))
     params = dict(net.named_parameters())
     batch = _batch(n_tasks=25, n=10, d=1, dtype=torch.float32)
-    lv, gv = F.maml_meta_gradient(net, params, {}, [batch], loss_fn=MSE, inner_lr=0.01, steps=1)
-    ll, gl = F.maml_meta_gradient(net, params, {}, [batch], loss_fn=MSE, inner_lr=0.01, steps=1,
+    lv, gv = maml_meta_gradient(net, params, {}, [batch], loss_fn=MSE, inner_lr=0.01, steps=1)
+    ll, gl = maml_meta_gradient(net, params, {}, [batch], loss_fn=MSE, inner_lr=0.01, steps=1,
                                   engine="loop")
     assert abs(lv.item() - ll.item()) < 1e-5
     for k in gv:

@@ -357,3 +357,32 @@ def test_rotate_classes_bad_shapes():
         rotate_classes(np.zeros((2, 1, 4, 4)), [0, 1], groups=["a"])
     with pytest.raises(ValueError, match="at least 3"):
         rotate_classes(np.zeros((2, 4)), [0, 1])
+
+
+def test_download_without_network_says_where_to_put_the_file(tmp_path, monkeypatch):
+    from urllib.error import URLError
+
+    def offline(url, *args, **kwargs):
+        raise URLError(OSError(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(_omniglot, "urlopen", offline)
+    monkeypatch.setenv("SKMETA_DATA", str(tmp_path))  # never the shared data folder
+    with pytest.raises(OSError) as excinfo:
+        fetch_omniglot(subset="background")
+    message = str(excinfo.value)
+    assert isinstance(excinfo.value.__cause__, URLError)  # the network error is kept
+    zip_path = tmp_path / "omniglot" / "images_background.zip"
+    assert str(zip_path) in message and str(zip_path.parent) in message
+    assert _omniglot.OMNIGLOT_URLS["background"] in message
+    assert "name resolution" in message and "not extracted" in message
+    assert "SKMETA_DATA" in message and "data_home" in message
+    assert list(zip_path.parent.iterdir()) == []  # no partial file
+
+
+def test_download_from_an_unreachable_url(tmp_path, monkeypatch):
+    missing = (tmp_path / "nowhere" / "images_evaluation.zip").as_uri()  # local: no network
+    monkeypatch.setitem(_omniglot.OMNIGLOT_URLS, "evaluation", missing)
+    with pytest.raises(OSError, match="could not be downloaded from " + missing) as excinfo:
+        fetch_omniglot(subset="evaluation", data_home=tmp_path / "home")
+    assert str(tmp_path / "home" / "omniglot" / "images_evaluation.zip") in str(excinfo.value)
+    assert list((tmp_path / "home" / "omniglot").iterdir()) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import logging
 import numbers
@@ -11,6 +12,7 @@ import stat
 import uuid
 import zipfile
 from collections.abc import Sequence
+from urllib.error import URLError
 from urllib.request import urlopen
 
 import numpy as np
@@ -111,6 +113,23 @@ def _missing_message(zip_path: str, subset: str, url: str) -> str:
         f"Download it from {url} into {os.path.dirname(zip_path)!r}, call "
         f"fetch_omniglot(subset={subset!r}, download_if_missing=True) to download it, "
         f"or point skmeta at a folder that holds omniglot/{filename}, with "
+        f"fetch_omniglot(data_home=...) or the {DATA_HOME_ENV} environment variable."
+    )
+
+
+#: Failures of a download itself (no network, DNS, HTTP errors, timeouts, a dropped
+#: connection); a checksum mismatch is reported on its own.
+_NETWORK_ERRORS = (URLError, TimeoutError, ConnectionError, http.client.HTTPException)
+
+
+def _download_failed_message(zip_path: str, url: str, err: BaseException) -> str:
+    filename = os.path.basename(zip_path)
+    reason = getattr(err, "reason", None) or err
+    return (
+        f"Omniglot file {filename} is not in {os.path.dirname(zip_path)!r} and could not be "
+        f"downloaded from {url} ({type(err).__name__}: {reason}). Without network access, "
+        f"download {url} on another machine and copy the zip, as it is (not extracted), to "
+        f"{zip_path!r}; or point skmeta at a folder that holds omniglot/{filename}, with "
         f"fetch_omniglot(data_home=...) or the {DATA_HOME_ENV} environment variable."
     )
 
@@ -307,7 +326,9 @@ def fetch_omniglot(
         If ``subset`` or ``image_size`` is not valid.
     OSError
         If the zip is missing and ``download_if_missing`` is False
-        (:class:`FileNotFoundError`), or a download fails its checksum.
+        (:class:`FileNotFoundError`), or it cannot be downloaded (no network:
+        the message says where to put the file by hand), or a download fails
+        its checksum.
     ImportError
         If Pillow, needed to decode the images, is not installed.
 
@@ -366,7 +387,10 @@ def fetch_omniglot(
             url = OMNIGLOT_URLS[subset]
             if not download_if_missing:
                 raise FileNotFoundError(_missing_message(zip_path, subset, url))
-            _download(url, zip_path, OMNIGLOT_CHECKSUMS[subset])
+            try:
+                _download(url, zip_path, OMNIGLOT_CHECKSUMS[subset])
+            except _NETWORK_ERRORS as err:
+                raise OSError(_download_failed_message(zip_path, url, err)) from err
         arrays = _decode_zip(zip_path, subset, image_size)
         if _is_writable(folder):
             _write_cache(cache_path, arrays)

@@ -1,0 +1,286 @@
+"""Models adapted to one task: what ``adapt`` returns.
+
+An adapted model is small and plain: a copy of the network holding the task's
+adapted weights as leaf tensors (no autograd graph, no meta-learner), the device
+and, for classifiers, the task's labels. It pickles with pickle and joblib, saves
+in the safe format (:func:`skmeta.save`), and a model adapted on CUDA loads on a
+machine without CUDA (on the CPU, with a warning).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import NotFittedError
+from skorch.exceptions import DeviceWarning
+from torch import nn
+
+from .functional import inner_step
+from .persistence import save as _save
+from .registry import register_adapted
+from .tasks import check_task_arrays
+
+__all__ = ["AdaptedRegressor", "AdaptedClassifier", "copy_module"]
+
+
+def copy_module(module: nn.Module, params: Mapping[str, torch.Tensor]) -> nn.Module:
+    """A copy of ``module`` holding ``params`` (detached) and clones of its buffers.
+
+    Every submodule and every dict attribute (parameters, buffers, submodules,
+    hooks) is copied, so the copy is independent; other attributes are shared,
+    as they are configuration. Several times cheaper than :func:`copy.deepcopy`.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The network.
+    params : mapping of str to Tensor
+        A value for every parameter of ``module``.
+
+    Returns
+    -------
+    copy : nn.Module
+        With parameters that do not require grad.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from skmeta.adapted import copy_module
+    >>> net = nn.Linear(2, 1)
+    >>> twin = copy_module(net, {"weight": torch.zeros(1, 2), "bias": torch.ones(1)})
+    >>> twin(torch.ones(1, 2)).item(), net.weight.abs().sum().item() > 0
+    (1.0, True)
+    """
+    def copy_tree(m: nn.Module, prefix: str) -> nn.Module:
+        new = copy.copy(m)
+        for key, value in vars(m).items():
+            if isinstance(value, dict):
+                object.__setattr__(new, key, copy.copy(value))
+        for name in m._parameters:
+            if m._parameters[name] is not None:
+                new._parameters[name] = nn.Parameter(
+                    params[prefix + name].detach().clone(), requires_grad=False)
+        for name, b in m._buffers.items():
+            if b is not None:
+                new._buffers[name] = b.detach().clone()
+        for name, child in m._modules.items():
+            if child is not None:
+                new._modules[name] = copy_tree(child, f"{prefix}{name}.")
+        return new
+
+    return copy_tree(module, "")
+
+
+class _AdaptedModel(BaseEstimator):
+    """A model adapted to one task: a module copy with the task's weights."""
+
+    _skmeta_role = "adapted"
+    step_: int | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            register_adapted(cls)
+
+    @classmethod
+    def _from_meta(cls, meta, module: nn.Module, classes, y_ndim: int, *, adapt_steps: int,
+                   inner_lr: str) -> _AdaptedModel:
+        self = cls()
+        self.module_ = module
+        device = meta._group().device
+        self.device_ = str(device) if device is not None else "cpu"
+        self.input_shape_ = tuple(meta.input_shape_)
+        self.n_features_in_ = int(np.prod(self.input_shape_))
+        self.y_ndim_ = y_ndim
+        self.meta_estimator_ = type(meta).__name__
+        self.adapt_steps_ = int(adapt_steps)
+        self.inner_lr_ = inner_lr
+        self.step_ = max(int(adapt_steps) - 1, 0)
+        if classes is not None:
+            self.classes_ = classes
+        return self
+
+    def _forward(self, X) -> torch.Tensor:
+        if not hasattr(self, "module_"):
+            raise NotFittedError(f"This {type(self).__name__} holds no model; get one from "
+                                 "a meta-learner's adapt(X_support, y_support).")
+        X, _ = check_task_arrays(X, np.zeros(len(X)), where="X", classification=True)
+        if tuple(X.shape[1:]) != self.input_shape_:
+            raise ValueError(f"X has input shape {tuple(X.shape[1:])} but the model was adapted "
+                             f"on {self.input_shape_}.")
+        dtype = next((p.dtype for p in self.module_.parameters() if p.is_floating_point()),
+                     torch.float32)
+        with torch.no_grad(), inner_step(self.step_):
+            out = self.module_(torch.as_tensor(X, dtype=dtype, device=self.device_))
+        if not torch.isfinite(out).all():
+            raise FloatingPointError(
+                f"The adapted model's outputs are not finite (NaN or inf) on this X. It was "
+                f"adapted with {getattr(self, 'adapt_steps_', '?')} step(s) of inner_lr="
+                f"{getattr(self, 'inner_lr_', '?')}: if its predictions on the support set are "
+                "finite, X is far outside the data it was adapted on (scale the features as "
+                "in training); otherwise adapt again with a smaller inner_lr or fewer steps.")
+        return out
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if not str(self.device_).startswith("cpu"):
+            state["module_"] = copy.deepcopy(self.module_).to("cpu")
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        dev = torch.device(self.device_)
+        if dev.type == "cuda":
+            if torch.cuda.is_available():
+                self.module_ = self.module_.to(dev)
+            else:
+                warnings.warn(f"This model was adapted on {self.device_}, which is not available "
+                              "here; it was loaded on the CPU.", DeviceWarning, stacklevel=2)
+                self.device_ = "cpu"
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "module_")
+
+    def save(self, path) -> None:
+        """Save in skmeta's safe format (tensors + JSON); see :func:`skmeta.save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Written atomically.
+        """
+        _save(self, path)
+
+    def fit(self, X, y=None):
+        """Not supported: adapted models come from a meta-learner's ``adapt``.
+
+        Raises
+        ------
+        TypeError
+            Always; call ``meta_learner.adapt(X_support, y_support)`` instead.
+        """
+        raise TypeError(f"{type(self).__name__} is made by a meta-learner's adapt(X_support, "
+                        "y_support); to adapt to other data, call adapt on the meta-learner.")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(from {getattr(self, 'meta_estimator_', '?')})"
+
+
+_ATTRIBUTES = """
+    module_ : torch.nn.Module
+        The network holding the task's adapted weights (evaluation mode; plain
+        tensors that do not require grad).
+    device_ : str
+        The device the network is on (``"cpu"`` after loading a CUDA model on a
+        machine without CUDA).
+    input_shape_ : tuple of int
+        The shape of one example.
+    n_features_in_ : int
+        The number of input values per example (the product of ``input_shape_``).
+    adapt_steps_ : int
+        The number of inner steps taken on the support set.
+    inner_lr_ : float or str
+        The inner learning rate of those steps (``"learned"`` for rules with learned
+        rates).
+    meta_estimator_ : str
+        The class name of the meta-learner it was adapted from."""
+
+
+class AdaptedRegressor(RegressorMixin, _AdaptedModel):
+    __doc__ = """A regressor adapted to one task by a meta-learner's ``adapt``.
+
+    Attributes
+    ----------""" + _ATTRIBUTES + """
+    y_ndim_ : int
+        1 if the support targets were 1-D (predictions are then 1-D too), else 2.
+
+    Examples
+    --------
+    >>> import pickle
+    >>> from skmeta import MAMLRegressor
+    >>> from skmeta.datasets import make_sinusoid_tasks
+    >>> tasks = make_sinusoid_tasks(n_tasks=20, random_state=0)
+    >>> maml = MAMLRegressor(k_shot=10, max_epochs=1, verbose=0, random_state=0).fit(tasks)
+    >>> X, y = tasks[0]
+    >>> adapted = maml.adapt(X[:10], y[:10], adapt_steps=5)
+    >>> type(adapted).__name__, adapted.predict(X[10:]).shape
+    ('AdaptedRegressor', (10,))
+    >>> (pickle.loads(pickle.dumps(adapted)).predict(X) == adapted.predict(X)).all()
+    np.True_
+    """
+
+    def predict(self, X):
+        """Predict targets for ``X`` with the adapted weights.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, \\*input_shape)
+            The examples.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
+            1-D when the support targets were 1-D.
+        """
+        out = self._forward(X).cpu().numpy()
+        return out.ravel() if self.y_ndim_ == 1 and out.ndim == 2 and out.shape[1] == 1 else out
+
+
+class AdaptedClassifier(ClassifierMixin, _AdaptedModel):
+    __doc__ = """A classifier adapted to one task by a meta-learner's ``adapt``.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The task's labels (from the support set), in output order.""" + _ATTRIBUTES + """
+    y_ndim_ : int
+        The number of dimensions of the support labels (1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta import MAMLClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat(np.arange(10), 6)
+    >>> X = rng.normal(size=(60, 3)) + y[:, None]
+    >>> clf = MAMLClassifier(n_way=2, k_shot=2, n_query=2, n_episodes=10, max_epochs=1,
+    ...                      verbose=0, random_state=0).fit(X, y)
+    >>> adapted = clf.adapt(X[:12], np.repeat(["cat", "dog"], 6))
+    >>> adapted.classes_.tolist(), adapted.predict_proba(X[:1]).shape
+    (['cat', 'dog'], (1, 2))
+    """
+
+    def predict_proba(self, X):
+        """Class probabilities of the task's classes, in the order of ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, \\*input_shape)
+            The examples.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        logits = self._forward(X)[:, :len(self.classes_)]
+        return torch.softmax(logits, dim=-1).cpu().numpy()
+
+    def predict(self, X):
+        """The most likely of the task's labels for every row of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, \\*input_shape)
+            The examples.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

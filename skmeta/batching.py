@@ -1,0 +1,244 @@
+"""From tasks to meta-batches: validation splits, meta-batches and the epoch iterator.
+
+A :class:`MetaBatch` holds the tasks of one meta-update, each split into a
+support and a query set and stacked by shape into :class:`~skmeta.functional.TaskBatch`
+tensors. :func:`make_meta_batch` builds one; :class:`MetaBatchIterator` yields the
+meta-batches of an epoch; :class:`TaskSplit` holds out tasks for meta-validation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import torch
+
+from .functional import TaskBatch
+from .tasks import check_task_size, group_by_shape, split_task
+
+__all__ = ["TaskSplit", "MetaBatch", "MetaBatchIterator", "make_meta_batch"]
+
+
+class TaskSplit:
+    """Hold out a share of the *tasks* for meta-validation (never stratified).
+
+    skmeta's counterpart of :class:`skorch.dataset.ValidSplit`: pass it as
+    ``train_split``; each epoch the meta-learner adapts to every validation task's
+    support set and records the mean query loss as ``valid_loss``, so
+    :class:`skorch.callbacks.EarlyStopping` and checkpoints work over tasks.
+
+    Parameters
+    ----------
+    cv : int or float, default=5
+        An int ``k`` holds out one task in ``k``; a float in (0, 1) is the share
+        of tasks held out.
+    random_state : int or None, default=None
+        ``None`` holds out the first tasks (no shuffling); an int shuffles.
+
+    Examples
+    --------
+    >>> from skmeta import TaskSplit
+    >>> train, valid = TaskSplit(5)(list(range(10)))
+    >>> len(train), len(valid)
+    (8, 2)
+    """
+
+    def __init__(self, cv: int | float = 5, random_state: int | None = None):
+        self.cv = cv
+        self.random_state = random_state
+
+    def __call__(self, tasks: Sequence, y: Any = None, **kwargs: Any):
+        n = len(tasks)
+        cv = self.cv
+        if isinstance(cv, Integral) and not isinstance(cv, bool) and cv >= 2:
+            n_valid = n // cv
+        elif isinstance(cv, Real) and 0 < cv < 1:
+            n_valid = int(np.ceil(n * cv))
+        else:
+            raise ValueError(f"The 'cv' parameter of TaskSplit must be an int >= 2 or a float in "
+                             f"(0, 1). Got {cv!r} instead.")
+        if n_valid < 1 or n_valid >= n:
+            raise ValueError(f"TaskSplit(cv={cv!r}) cannot split {n} task(s) into non-empty "
+                             "training and validation sets.")
+        idx = np.arange(n)
+        if self.random_state is not None:
+            idx = np.random.default_rng(self.random_state).permutation(n)
+        return _Subset(tasks, idx[n_valid:]), _Subset(tasks, idx[:n_valid])
+
+    def __repr__(self) -> str:
+        return f"TaskSplit(cv={self.cv!r}, random_state={self.random_state!r})"
+
+
+class _Subset(Sequence):
+    def __init__(self, tasks: Sequence, indices: np.ndarray):
+        self.tasks, self.indices = tasks, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.tasks[int(self.indices[i])]
+
+
+class MetaBatch:
+    """A meta-batch: tasks split into support/query sets, grouped by shape.
+
+    Parameters
+    ----------
+    groups : list of (positions, TaskBatch)
+        Equally shaped tasks stacked as tensors; ``positions`` are the tasks'
+        places in the meta-batch.
+    classes : list of ndarray or None
+        Classifiers: each task's original labels (output ``i`` is ``classes[t][i]``).
+    indices : list of int
+        The tasks' indices in the task sequence.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmeta.batching import MetaBatch
+    >>> from skmeta.functional import TaskBatch
+    >>> batch = MetaBatch([([0, 1], TaskBatch(torch.zeros(2, 3, 1), torch.zeros(2, 3, 1)))],
+    ...                   None, [7, 9])
+    >>> len(batch), len(batch.shard(1, 2)), batch.shard(1, 2).indices
+    (2, 1, [9])
+    """
+
+    def __init__(self, groups: list, classes: list | None, indices: list[int]):
+        self.groups = groups
+        self.classes = classes
+        self.indices = indices
+
+    @property
+    def task_batches(self) -> list[TaskBatch]:
+        """The stacked tasks of every group."""
+        return [b for _, b in self.groups]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def shard(self, start: int, stop: int) -> MetaBatch:
+        """The tasks at positions ``start`` to ``stop - 1``, as a meta-batch of their own."""
+        groups = []
+        for positions, b in self.groups:
+            keep = [j for j, p in enumerate(positions) if start <= p < stop]
+            if not keep:
+                continue
+            if keep == list(range(keep[0], keep[-1] + 1)):  # contiguous: views, no copy
+                sub = b.slice(keep[0], keep[-1] + 1)
+            else:
+                idx = torch.as_tensor(keep, device=b.X_support.device)
+                sub = TaskBatch(*(None if t is None else t.index_select(0, idx) for t in b))
+            groups.append(([positions[j] - start for j in keep], sub))
+        classes = None if self.classes is None else self.classes[start:stop]
+        return MetaBatch(groups, classes, self.indices[start:stop])
+
+
+def make_meta_batch(tasks: Sequence, indices: Any, rng: np.random.Generator, *, k_shot: int,
+                    n_query: int | None, classification: bool, encode: Callable,
+                    to_tensor: Callable, training: bool, need_query: bool = True) -> MetaBatch:
+    """Split tasks ``indices`` into support and query sets and stack them by shape.
+
+    Parameters
+    ----------
+    tasks : sequence of tasks
+        A :class:`~skmeta.tasks.TaskSequence`.
+    indices : array-like of int
+        Which tasks.
+    rng : numpy.random.Generator
+        Draws the support/query splits (and, when ``training``, label permutations).
+    k_shot, n_query : int, int or None
+        Support examples per task (per class for classifiers) and query examples.
+    classification : bool
+        Whether targets are labels.
+    encode : callable
+        ``encode(y_support, y_query, rng=, where=) -> (classes, y_support, y_query)``.
+    to_tensor : callable
+        ``to_tensor(array, target: bool) -> Tensor`` on the estimator's device.
+    training : bool
+        Meta-training (labels permuted) or evaluation.
+    need_query : bool, default=True
+        Whether every task must have a query set.
+
+    Returns
+    -------
+    batch : MetaBatch
+    """
+    stacked = None if classification else getattr(tasks, "stacked", lambda: None)()
+    if stacked is not None:  # equally sized regression tasks: one vectorised draw
+        idx = np.asarray(indices, dtype=np.int64)
+        n = stacked[0].shape[1]
+        check_task_size(n, k_shot=k_shot, n_query=n_query, need_query=need_query,
+                        where=_every_task(stacked[0].shape[0]))  # equally sized: all or none
+        perms = np.argsort(rng.random((len(idx), n)), axis=1)  # one permutation per task
+        template = to_tensor(np.zeros(0, dtype=np.float32), False)
+        X_all, y_all = tasks.stacked_tensors(template.dtype, template.device)
+        rows = torch.as_tensor(idx[:, None], device=X_all.device)
+        cols = torch.as_tensor(perms, device=X_all.device)
+        X, y = X_all[rows, cols], y_all[rows, cols]
+        if y.dim() == 2:
+            y = y.unsqueeze(-1)
+        q_end = n if n_query is None else k_shot + n_query
+        batch = TaskBatch(X[:, :k_shot], y[:, :k_shot], X[:, k_shot:q_end], y[:, k_shot:q_end])
+        return MetaBatch([(list(range(len(idx))), batch)], None, idx.tolist())
+    split, classes = [], []
+    for i in indices:
+        i = int(i)
+        where = f"task {i}"
+        Xs, ys, Xq, yq = split_task(tasks[i], k_shot=k_shot, n_query=n_query, rng=rng,
+                                    classification=classification, where=where,
+                                    need_query=need_query)
+        cls, ys, yq = encode(ys, yq, rng=rng if training else None, where=where)
+        split.append((Xs, ys, Xq, yq))
+        classes.append(cls)
+    groups = [(positions, TaskBatch(to_tensor(Xs, False), to_tensor(ys, True),
+                                    to_tensor(Xq, False), to_tensor(yq, True)))
+              for positions, (Xs, ys, Xq, yq) in group_by_shape(split)]
+    return MetaBatch(groups, classes if classification else None, [int(i) for i in indices])
+
+
+def _every_task(n: int) -> str:
+    return "task 0" if n == 1 else f"every task (task 0 to task {n - 1})"
+
+
+_SHUFFLE_LIMIT = 10_000_000  # above this many tasks, an epoch samples tasks with replacement
+
+
+class MetaBatchIterator:
+    """The meta-batches of one epoch (re-iterable every epoch).
+
+    Parameters
+    ----------
+    net : meta-learner
+        Provides ``batch_size``, ``rng_``, ``seed_`` and ``get_meta_batch``.
+    tasks : sequence of tasks
+    training : bool
+        Shuffle with the estimator's random stream (training), or take the tasks
+        in order with the same splits every epoch (validation).
+    """
+
+    def __init__(self, net: Any, tasks: Sequence, training: bool):
+        self.net, self.tasks, self.training = net, tasks, training
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.tasks) / self.net.batch_size))
+
+    def __iter__(self) -> Iterator[MetaBatch]:
+        net = self.net
+        if self.training:
+            rng = net.rng_
+            n = len(self.tasks)
+            if n > _SHUFFLE_LIMIT:  # a huge lazy sequence: sample, never list every index
+                for _ in range(len(self)):
+                    idx = rng.integers(0, n, size=net.batch_size)
+                    yield net.get_meta_batch(self.tasks, idx, rng, training=True)
+                return
+            order = rng.permutation(n)
+        else:  # the same validation splits every epoch
+            rng = np.random.default_rng([net.seed_, 1])
+            order = np.arange(len(self.tasks))
+        for start in range(0, len(order), net.batch_size):
+            yield net.get_meta_batch(self.tasks, order[start:start + net.batch_size], rng,
+                                     training=self.training)

@@ -1,0 +1,200 @@
+"""MAML++: how to train your MAML (Antoniou, Edwards and Storkey, 2019)."""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
+from skorch.callbacks import LRScheduler
+from torch.optim.lr_scheduler import CosineAnnealingLR
+
+from .base import BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
+from .functional import only, per_step_lr, sgd
+from .modules import BatchNorm
+from .parameters import FIRST_ORDER, Attribute, Param
+
+__all__ = ["MAMLPlusPlusRegressor", "MAMLPlusPlusClassifier", "msl_weights"]
+
+_EPOCHS = [Interval(Integral, 0, None, closed="left"), None]
+
+
+def msl_weights(n_steps: int, epoch: int, msl_epochs: int) -> np.ndarray:
+    """The multi-step loss weights of the query losses after each inner step (MAML++, MSL).
+
+    Uniform at epoch 0; every epoch the weights of the steps before the last
+    decrease (to at least ``0.03 / n_steps``) and the last step's increases.
+
+    Parameters
+    ----------
+    n_steps : int
+        Inner steps.
+    epoch : int
+        The current epoch (0-based).
+    msl_epochs : int
+        Epochs over which the weights are annealed.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_steps,)
+
+    Examples
+    --------
+    >>> from skmeta.mamlpp import msl_weights
+    >>> msl_weights(4, 0, 10).tolist()
+    [0.25, 0.25, 0.25, 0.25]
+    >>> msl_weights(4, 5, 10).round(4).tolist()
+    [0.125, 0.125, 0.125, 0.625]
+    """
+    w = np.full(n_steps, 1.0 / n_steps)
+    decay = 1.0 / n_steps / max(msl_epochs, 1)
+    floor = 0.03 / n_steps
+    w[:-1] = np.maximum(w[:-1] - epoch * decay, floor)
+    w[-1] = min(w[-1] + epoch * (n_steps - 1) * decay, 1.0 - (n_steps - 1) * floor)
+    return w
+
+
+class _BaseMAMLPlusPlus(BaseMetaLearner):
+    """MAML with the stabilising and speeding tricks of MAML++, each switchable on its own."""
+
+    supports_batched = True
+    _params = {
+        "first_order": FIRST_ORDER,
+        "multi_step_loss_epochs": Param(
+            None, "int or None", "Multi-step loss (MSL): during the first epochs the objective "
+            "is a weighted sum of the query losses after every inner step, the weights annealed "
+            "toward the last step (:func:`msl_weights`); None means a tenth of ``max_epochs`` "
+            "(at least one); 0 turns MSL off.", _EPOCHS),
+        "first_order_epochs": Param(
+            None, "int or None", "Derivative-order annealing (DA): first-order meta-gradients "
+            "during the first epochs, second order after; None means a third of ``max_epochs``; "
+            "0 turns DA off (``first_order=True`` is first order throughout).", _EPOCHS),
+        "learn_inner_lr": Param(
+            True, "bool", "Learned per-layer per-step inner learning rates (LSLR): one rate per "
+            "parameter tensor and inner step, initialised to ``inner_lr``.", ["boolean"]),
+        "per_step_bn": Param(
+            "auto", '{"auto", True, False}', "Per-step batch norm (BNWB + BNRS): every "
+            ":class:`skmeta.modules.BatchNorm` layer gets a scale and shift per inner step, "
+            "meta-learned and not adapted by the inner loop; its statistics are those of the "
+            "batch at each step. ``'auto'`` applies it when the network has such layers.",
+            ["boolean", StrOptions({"auto"})]),
+        "cosine_annealing": Param(
+            True, "bool", "Cosine annealing of the outer learning rate from ``lr`` to "
+            "``lr / 100`` over ``max_epochs`` (a skorch ``LRScheduler`` callback).",
+            ["boolean"]),
+    }
+    _param_defaults = {"inner_steps": 5}
+    _attributes = {"per_step_bn_": Attribute("list of str", "The per-step batch-norm parameters.")}
+
+    def _epoch(self) -> int:
+        return max(len(self.history_) - 1, 0) if self.history_ is not None else 0
+
+    def _phase_epochs(self, value, share: int) -> int:
+        return max(self.max_epochs // share, 1) if value is None else int(value)
+
+    def _uses_second_order(self) -> bool:
+        return not self.first_order and \
+            self._epoch() >= self._phase_epochs(self.first_order_epochs, 3)
+
+    def prepare_module(self, module):
+        layers = [(n, m) for n, m in module.named_modules() if isinstance(m, BatchNorm)]
+        if self.per_step_bn is True and not any(m.affine for _, m in layers):
+            raise ValueError("per_step_bn=True needs affine skmeta.modules.BatchNorm layers "
+                             "(skmeta.modules.ConvNet has them); set per_step_bn='auto' or "
+                             "False for networks without them.")
+        self.per_step_bn_ = []
+        if self.per_step_bn:
+            for name, bn in layers:
+                if bn.affine:
+                    bn.per_step(self.inner_steps)
+                    self.per_step_bn_ += [f"{name}.weight", f"{name}.bias"]
+        return module
+
+    def get_inner_rule(self, inner_lr=None):
+        if self.learn_inner_lr:
+            if inner_lr is not None:
+                raise ValueError("learn_inner_lr=True adapts with the learned per-step rates; "
+                                 "adapt(inner_lr=...) cannot override them.")
+            rule = per_step_lr(self.inner_lr, self.inner_steps)
+        else:
+            rule = sgd(self.inner_lr if inner_lr is None else inner_lr)
+        frozen = frozenset(self.per_step_bn_)
+        return only(lambda name: name not in frozen, rule) if frozen else rule
+
+    def task_objective(self, learner, task, engine):
+        steps = self.inner_steps
+        fasts = learner.run_inner(task.X_support, task.y_support, steps=steps, engine=engine,
+                                  first_order=not self._uses_second_order())
+        msl_epochs = self._phase_epochs(self.multi_step_loss_epochs, 10)
+        if self._epoch() >= msl_epochs:
+            return learner.loss(fasts[-1], task.X_query, task.y_query, step=steps - 1,
+                                engine=engine)
+        weights = msl_weights(steps, self._epoch(), msl_epochs)
+        return sum(float(w) * learner.loss(fasts[k + 1], task.X_query, task.y_query, step=k,
+                                           engine=engine) for k, w in enumerate(weights))
+
+    def get_default_callbacks(self):
+        callbacks = list(super().get_default_callbacks())
+        if self.cosine_annealing:
+            epochs = self.max_epochs if isinstance(self.max_epochs, int) else 1  # checked at fit
+            callbacks.append(("cosine_annealing", LRScheduler(policy=CosineAnnealingLR, T_max=max(
+                epochs, 1), eta_min=self.lr / 100)))
+        return callbacks
+
+
+_REFERENCES = """
+    References
+    ----------
+    Antoniou, Edwards and Storkey, "How to train your MAML", ICLR 2019,
+    arXiv:1810.09502.
+"""
+
+
+class MAMLPlusPlusRegressor(MetaRegressorMixin, _BaseMAMLPlusPlus):
+    __doc__ = """MAML++ for regression: MAML with MSL, DA, LSLR, per-step batch norm and CA.
+
+    The defaults are the paper's recipe; every trick has a parameter of its own, so
+    a grid search or an ablation can turn each off (all off: second-order MAML).
+
+    See Also
+    --------
+    MAMLRegressor, MetaSGDRegressor, MAMLPlusPlusClassifier
+""" + _REFERENCES + """
+    Examples
+    --------
+    >>> from skmeta import MAMLPlusPlusRegressor
+    >>> from skmeta.datasets import make_sinusoid_tasks
+    >>> tasks = make_sinusoid_tasks(n_tasks=100, n_samples=20, random_state=0)
+    >>> est = MAMLPlusPlusRegressor(k_shot=10, inner_steps=2, verbose=0).fit(tasks)
+    >>> est.inner_state_.tensors()["layers.0.weight"].shape  # one rate per step
+    torch.Size([2])
+    """
+
+
+class MAMLPlusPlusClassifier(MetaClassifierMixin, _BaseMAMLPlusPlus):
+    __doc__ = """MAML++ for few-shot classification (the paper's recipe, each trick switchable).
+
+    Multi-step loss (MSL), derivative-order annealing (DA), learned per-layer
+    per-step inner learning rates (LSLR), per-step batch norm (BNWB/BNRS, with
+    :class:`skmeta.modules.ConvNet`) and cosine annealing of the meta learning
+    rate (CA). With all of them off this is second-order MAML. Read more in
+    :doc:`/user_guide/algorithms`.
+
+    See Also
+    --------
+    MAMLClassifier, MetaSGDClassifier, MAMLPlusPlusRegressor
+""" + _REFERENCES + """
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta import MAMLPlusPlusClassifier
+    >>> from skmeta.modules import ConvNet
+    >>> X = np.random.default_rng(0).normal(size=(40, 1, 8, 8)).astype("float32")
+    >>> y = np.repeat(np.arange(10), 4)
+    >>> clf = MAMLPlusPlusClassifier(module=ConvNet, module__n_filters=4, module__n_blocks=2,
+    ...                              module__image_size=8, n_way=2, k_shot=1, n_query=1,
+    ...                              n_episodes=4, inner_steps=2, inner_lr=0.1, max_epochs=1,
+    ...                              verbose=0, random_state=0).fit(X, y)
+    >>> clf.module_.features[1].weight.shape  # a scale per inner step and channel
+    torch.Size([2, 4])
+    """

@@ -1,0 +1,1 @@
+"""Utilities for algorithm authors: :mod:`skmeta.utils.estimator_checks`."""

@@ -1,0 +1,99 @@
+"""Test helpers that write skmeta model files the way an editor or an old skmeta would."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from collections.abc import Callable
+
+import torch
+
+from skmeta import _container
+from skmeta.persistence import FORMAT_VERSION, _encode
+
+
+def rewrite(path: str | os.PathLike, edit: Callable[[dict], None] | None = None, *,
+            version: int = FORMAT_VERSION,
+            groups_edit: Callable[[dict], None] | None = None) -> None:
+    """Edit a format-2 file's header (and tensors) and write it back with a valid checksum.
+
+    This is what someone who edits a file on purpose can do: the checksum then
+    passes, and only the loader's other checks can catch the edit.
+    """
+    _, header, groups = _container.read(path, max_version=FORMAT_VERSION)
+    header.pop("tensors")
+    groups = {g: {k: t.clone() for k, t in ts.items()} for g, ts in groups.items()}
+    if edit is not None:
+        edit(header)
+    if groups_edit is not None:
+        groups_edit(groups)
+    with open(path, "wb") as f:
+        _container.write(f, version, header, groups)
+
+
+def save_v1(obj, path: str | os.PathLike) -> None:
+    """Write ``obj`` exactly as skmeta's format version 1 did (a torch.save zip)."""
+    from skmeta import __version__
+    from skmeta.base import BaseMetaLearner
+
+    def cpu_state(module):
+        return {k: v.detach().to("cpu").clone() for k, v in module.state_dict().items()}
+
+    if isinstance(obj, BaseMetaLearner):
+        params = {}
+        for name, value in obj.get_params(deep=False).items():
+            if name in ("callbacks", "train_split") and value is not None \
+                    and not isinstance(value, str):
+                value = None
+            params[name] = _encode(value, name)
+        attrs = {k: _encode(getattr(obj, k), k) for k in obj._saved_attributes()
+                 if hasattr(obj, k)}
+        attrs["rng_state"] = _encode(obj.rng_.bit_generator.state, "rng_")
+        buf = io.BytesIO()
+        torch.save(obj.optimizer_.state_dict(), buf)
+        tensors = {"module": cpu_state(obj.module_),
+                   "optimizer": torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)}
+        kind, extra = "meta", {"history": json.dumps(obj.history_.to_list(), default=float)}
+    else:
+        params = {}
+        attrs = {k: _encode(getattr(obj, k), k) for k in
+                 ("module_class_", "module_kwargs_", "device_", "input_shape_", "y_ndim_",
+                  "meta_estimator_", "classes_") if hasattr(obj, k)}
+        tensors = {"module": cpu_state(obj.module_)}
+        kind, extra = "adapted", {}
+    header = {"magic": "skmeta-model", "format_version": 1, "skmeta_version": __version__,
+              "kind": kind, "class": type(obj).__name__, "params": params, "attrs": attrs,
+              **extra}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.save({"header": json.dumps(header), "tensors": tensors}, path)
+
+
+def rewrite_v1(path: str | os.PathLike, edit: Callable[[dict], None]) -> None:
+    """Edit a format-1 file's header (format 1 has no checksum to recompute)."""
+    payload = torch.load(path, weights_only=True)
+    header = json.loads(payload["header"])
+    edit(header)
+    payload["header"] = json.dumps(header)
+    torch.save(payload, path)
+
+
+def rewrite_raw(path: str | os.PathLike, edit: Callable[[dict], None]) -> None:
+    """Edit a format-2 file's header JSON as it is, tensor table included, keeping the
+    tensor data bytes; recompute the lengths and the checksum."""
+    import hashlib
+    import struct
+
+    raw = open(path, "rb").read()
+    magic, version, flags, head_size, _ = struct.unpack("<8sIIQQ", raw[:32])
+    header = json.loads(raw[32:32 + head_size])
+    data = raw[_container._align(32 + head_size):-32]
+    edit(header)
+    head = json.dumps(header).encode()
+    body = struct.pack("<8sIIQQ", magic, version, flags, len(head), 0) + head
+    body += bytes(_container._align(len(body)) - len(body)) + data
+    body = body[:24] + struct.pack("<Q", len(body) + 32) + body[32:]
+    with open(path, "wb") as f:
+        f.write(body + hashlib.sha256(body).digest())
