@@ -658,6 +658,10 @@ def main(argv=None) -> dict:
                    help="(seed, fold) runs at once, in separate processes (default 1)")
     p.add_argument("--json", default=None, help="write the results to this JSON file")
     p.add_argument("--out", default=None, help="write PREFIX.json and PREFIX.md")
+    p.add_argument("--add-to", default=None, metavar="PREFIX",
+                   help="run the --estimators on the splits of PREFIX.json (same tables, k, "
+                        "seeds, folds, budget) and add their results to it: PREFIX.json and "
+                        "PREFIX.md are rewritten; the baselines are recomputed and must agree")
     p.add_argument("--rerender", default=None, metavar="PREFIX",
                    help="recompute the tables of PREFIX.json's recorded runs (no fitting) and "
                         "rewrite PREFIX.json and PREFIX.md")
@@ -692,6 +696,8 @@ def main(argv=None) -> dict:
         for name in [n for n in requested if n in missing and not SPECS[n].optional]:
             p.error(f"{name}: {missing[name]}")
 
+    if args.add_to:  # refuse before fitting anything
+        check_add_to(args.add_to, vars(args), tables)
     C.set_threads(args.threads)
     info = C.machine_info()
     C.print_header(TITLE, info)
@@ -732,7 +738,65 @@ def main(argv=None) -> dict:
                "estimators_missing": missing, "records": records,
                "command": f"python benchmarks/tables.py {shlex.join(argv or sys.argv[1:])}"
                .rstrip(), "total_seconds": total, "seconds_per_table": timings}
+    if args.add_to:
+        payload = add_to(args.add_to, payload)
+        return write_report(payload, json_path=args.json, out=args.add_to)
     return write_report(payload, json_path=args.json, out=args.out)
+
+
+# settings that must agree for runs to share a table
+SHARED_CONFIG = ("quick", "k", "seeds", "folds", "max_folds", "iters", "batch_size", "n_query",
+                 "inner_folds")
+
+
+def check_add_to(prefix: str, config: dict, tables: list[str]) -> dict:
+    """The payload of ``prefix``.json, after checking that a run with ``config`` fits it."""
+    import json
+
+    old = json.loads(Path(prefix + ".json").read_text())
+    for key in SHARED_CONFIG:
+        if old["config"][key] != config[key]:
+            raise SystemExit(f"--add-to {prefix}: {key} differs ({old['config'][key]!r} there, "
+                             f"{config[key]!r} here); run with the same settings.")
+    if set(tables) != {r["table"] for r in old["records"]}:
+        raise SystemExit(f"--add-to {prefix}: it holds other tables than {sorted(tables)}.")
+    return old
+
+
+def add_to(prefix: str, new: dict) -> dict:
+    """``prefix``.json's payload with ``new``'s estimator records added (or replaced)."""
+    old = check_add_to(prefix, new["config"], sorted({r["table"] for r in new["records"]}))
+
+    def key(r):
+        return (r["table"], r["seed"], r["fold"], r["k"], r["method"])
+
+    baselines = {key(r): r for r in new["records"] if "best_params" not in r
+                 and "refit_meta_iterations" not in r}
+    for r in old["records"]:
+        b = baselines.get(key(r))
+        if b is not None and not np.isclose(b["mean_school_mse"], r["mean_school_mse"],
+                                            rtol=1e-9, atol=1e-12, equal_nan=True):
+            raise SystemExit(f"--add-to {prefix}: {key(r)} gives {b['mean_school_mse']} here "
+                             f"and {r['mean_school_mse']} there; the runs are not comparable.")
+    added = {r["method"] for r in new["records"] if key(r) not in baselines}
+    records = ([r for r in old["records"] if r["method"] not in added]
+               + [r for r in new["records"] if r["method"] in added])
+    runs = old.get("runs") or [{"command": old["command"], "total_seconds": old["total_seconds"],
+                                "skmeta": old["info"]["skmeta"], "date": old["info"]["date"],
+                                "load_avg_1min_at_start": old["info"]["load_avg_1min_at_start"]}]
+    runs.append({"command": new["command"], "total_seconds": new["total_seconds"],
+                 "skmeta": new["info"]["skmeta"], "date": new["info"]["date"],
+                 "load_avg_1min_at_start": new["info"]["load_avg_1min_at_start"],
+                 "added": sorted(added), "baselines_agree": len(baselines)})
+    return {**old, "records": records, "runs": runs,
+            "estimators": {**old["estimators"], **new["estimators"]},
+            "estimators_missing": {k: v for k, v in old["estimators_missing"].items()
+                                   if k not in new["estimators"]},
+            "command": " ; ".join(r["command"] for r in runs),
+            "total_seconds": sum(r["total_seconds"] for r in runs),
+            "seconds_per_table": {t: old["seconds_per_table"].get(t, 0.0)
+                                  + new["seconds_per_table"].get(t, 0.0)
+                                  for t in old["seconds_per_table"]}}
 
 
 def write_report(payload: dict, *, json_path: str | None = None,
@@ -782,6 +846,13 @@ def write_report(payload: dict, *, json_path: str | None = None,
                            f"({info['cpu_count']} cores), load {info['load_avg_1min_at_start']}"
                            f" at start, {info['date']}\n\n{text}\n\n`{cmd}` "
                            f"(total {total / 60:.1f} min: {times})\n"
+                           + "".join(f"\n- run {i + 1}: `{r['command']}` (skmeta "
+                                     f"{r['skmeta']}, {r['date']}, {r['total_seconds'] / 60:.1f}"
+                                     f" min, load {r['load_avg_1min_at_start']} at start"
+                                     + (f"; added {', '.join(r['added'])}, baselines "
+                                        f"identical to run 1 ({r['baselines_agree']} records)"
+                                        if "added" in r else "") + ")"
+                                     for i, r in enumerate(payload.get("runs", [])))
                            + (f"\n({payload['rerendered']})\n" if "rerendered" in payload
                               else ""))
         print(f"wrote {md_path}")
