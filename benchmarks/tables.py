@@ -100,6 +100,7 @@ from skmeta.datasets import load_grouped_table
 from skmeta.metrics import get_task_scorer
 from skmeta.modules import MLP
 
+TITLE = "Few-shot regression on grouped tables (mlmRev): skmeta vs classical baselines"
 TABLES = ("Exam", "Chem97")
 #: the covariate the mixed model's random slope is expected on (the script checks it)
 EXPECTED_STRONGEST = {"Exam": "standLRT", "Chem97": "gcsescore"}
@@ -145,17 +146,22 @@ SPECS = {
     "maml-linear": Spec("MAML (2nd order), linear module", "MAMLRegressor",
                         dict(module=MLP, module__hidden=(), inner_steps=1, lr=1e-2),
                         {"inner_lr": [0.01, 0.03]}),
-    # written by others; used when skmeta has them (their parameters are not known here,
-    # so they get the shared parameters and a grid over inner_lr, or lr without it)
-    "metasgd": Spec("MetaSGD, MLP 32-32", "MetaSGDRegressor",
-                    dict(module=MLP, module__hidden=HIDDEN), {}, optional=True),
-    "anil": Spec("ANIL, MLP 32-32", "ANILRegressor",
-                 dict(module=MLP, module__hidden=HIDDEN), {}, optional=True),
-    "mamlpp": Spec("MAML++, MLP 32-32", "MAMLPlusPlusRegressor",
-                   dict(module=MLP, module__hidden=HIDDEN), {}, optional=True),
-    "r2d2": Spec("R2D2 (ridge head), MLP 32-32", "R2D2Regressor",
-                 dict(module=MLP, module__hidden=HIDDEN), {}, optional=True),
+    # used when skmeta has them (getattr(skmeta, class name)); their grids were narrowed the
+    # same way (300 meta-iterations; R2-D2 also at 1200, which was worse)
+    "metasgd": Spec("Meta-SGD, MLP 32-32", "MetaSGDRegressor",
+                    dict(module=MLP, module__hidden=HIDDEN, inner_steps=1, lr=3e-3),
+                    {"inner_lr": [0.1, 0.3]}, optional=True),
+    "anil": Spec("ANIL (head only), MLP 32-32", "ANILRegressor",
+                 dict(module=MLP, module__hidden=HIDDEN, inner_steps=1, lr=3e-3),
+                 {"inner_lr": [0.03, 0.1]}, optional=True),
+    "mamlpp": Spec("MAML++ (5 steps), MLP 32-32", "MAMLPlusPlusRegressor",
+                   dict(module=MLP, module__hidden=HIDDEN, inner_steps=5, lr=1e-3),
+                   {"inner_lr": [0.003, 0.01]}, optional=True),
+    "r2d2": Spec("R2-D2 (ridge head), MLP 32-32", "R2D2Regressor",
+                 dict(module=MLP, module__hidden=HIDDEN, lr=3e-3),
+                 {"alpha": [10.0, 100.0]}, optional=True),
 }
+# for an estimator without a grid above: tune inner_lr if it has one, else lr
 DEFAULT_INNER_LR_GRID = [0.03, 0.1]
 DEFAULT_LR_GRID = [1e-3, 3e-3]
 
@@ -471,19 +477,27 @@ def fmt(mean: float, sd: float) -> str:
     return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
+def _paired(rows: list[dict], runs: list, method: str, reference: str) -> dict:
+    """Mean and sd over runs of ``method``'s MSE minus ``reference``'s, and its wins."""
+    rs = {(r["seed"], r["fold"]): r["mean_school_mse"] for r in rows if r["method"] == method}
+    ref = {(r["seed"], r["fold"]): r["mean_school_mse"] for r in rows
+           if r["method"] == reference}
+    diff = np.array([rs[u] - ref[u] for u in runs if u in rs and u in ref])
+    diff = diff[np.isfinite(diff)]
+    return {"mean": float(diff.mean()) if len(diff) else float("nan"),
+            "sd": float(diff.std(ddof=1)) if len(diff) > 1 else 0.0,
+            "better": int(np.sum(diff < 0)), "n": len(diff)}
+
+
 def summarise(records: list[dict], table: str, k: int) -> tuple[list[dict], str]:
     rows = [r for r in records if r["table"] == table and r["k"] == k]
     methods = list(dict.fromkeys(r["method"] for r in rows))
     runs = sorted({(r["seed"], r["fold"]) for r in rows})
-    ref = {(r["seed"], r["fold"]): r for r in rows if r["method"] == REFERENCE}
     out = []
     for m in methods:
         rs = {(r["seed"], r["fold"]): r for r in rows if r["method"] == m}
         school = np.array([rs[u]["mean_school_mse"] for u in runs if u in rs])
         pooled = np.array([rs[u]["pooled_mse"] for u in runs if u in rs])
-        diff = np.array([rs[u]["mean_school_mse"] - ref[u]["mean_school_mse"]
-                         for u in runs if u in rs and u in ref])
-        wins = int(np.sum(diff < 0)) if len(diff) else 0
         fit = np.array([rs[u]["fit_seconds"] for u in runs if u in rs])
         n_warn = sum(sum(rs[u].get("warnings", {}).values()) for u in runs if u in rs)
         failed = sum(1 for u in runs if u in rs and not np.isfinite(rs[u]["mean_school_mse"]))
@@ -494,24 +508,29 @@ def summarise(records: list[dict], table: str, k: int) -> tuple[list[dict], str]
                     "pooled_mse": float(np.nanmean(pooled)) if len(pooled) else np.nan,
                     "pooled_mse_sd": float(np.nanstd(pooled, ddof=1)) if len(pooled) > 1
                     else 0.0,
-                    "diff_vs_ref": float(np.nanmean(diff)) if len(diff) else np.nan,
-                    "diff_vs_ref_sd": float(np.nanstd(diff, ddof=1)) if len(diff) > 1 else 0.0,
-                    "runs_better_than_ref": wins, "fit_seconds_mean": float(np.mean(fit)),
+                    "vs_lmm_slope": _paired(rows, runs, m, REFERENCE),
+                    "vs_spline_lmm": _paired(rows, runs, m, SPLINE_LMM),
+                    "fit_seconds_mean": float(np.mean(fit)),
                     "warnings": n_warn, "failed_runs": failed})
-    table_rows = []
-    for s in out:
-        table_rows.append([
-            s["method"], fmt(s["mean_school_mse"], s["mean_school_mse_sd"]),
-            fmt(s["pooled_mse"], s["pooled_mse_sd"]),
-            "(reference)" if s["method"] == REFERENCE
-            else f"{s['diff_vs_ref']:+.4f} ± {s['diff_vs_ref_sd']:.4f}"
-            if np.isfinite(s["diff_vs_ref"]) else "-",
-            "-" if s["method"] == REFERENCE else f"{s['runs_better_than_ref']}/{s['n_runs']}",
-            f"{s['fit_seconds_mean']:.1f}",
-            str(s["warnings"]) + (f", {s['failed_runs']} failed" if s["failed_runs"] else "")])
+
+    def delta(s, key, reference):
+        d = s[key]
+        if s["method"] == reference:
+            return "(reference)"
+        if not np.isfinite(d["mean"]):
+            return "-"
+        return f"{d['mean']:+.4f} ± {d['sd']:.4f} ({d['better']}/{d['n']})"
+
+    table_rows = [[s["method"], fmt(s["mean_school_mse"], s["mean_school_mse_sd"]),
+                   fmt(s["pooled_mse"], s["pooled_mse_sd"]),
+                   delta(s, "vs_lmm_slope", REFERENCE), delta(s, "vs_spline_lmm", SPLINE_LMM),
+                   f"{s['fit_seconds_mean']:.1f}",
+                   str(s["warnings"]) + (f", {s['failed_runs']} failed" if s["failed_runs"]
+                                         else "")]
+                  for s in out]
     md = C.markdown_table(
         ["method", "query MSE, mean over schools", "query MSE, pooled",
-         "Δ mean-over-schools MSE vs LMM slope", "runs better than LMM slope",
+         "Δ vs LMM slope (runs better)", "Δ vs spline LMM (runs better)",
          "fit s / run", "warnings"], table_rows)
     return out, md
 
@@ -639,7 +658,22 @@ def main(argv=None) -> dict:
                    help="(seed, fold) runs at once, in separate processes (default 1)")
     p.add_argument("--json", default=None, help="write the results to this JSON file")
     p.add_argument("--out", default=None, help="write PREFIX.json and PREFIX.md")
+    p.add_argument("--add-to", default=None, metavar="PREFIX",
+                   help="run the --estimators on the splits of PREFIX.json (same tables, k, "
+                        "seeds, folds, budget) and add their results to it: PREFIX.json and "
+                        "PREFIX.md are rewritten; the baselines are recomputed and must agree")
+    p.add_argument("--rerender", default=None, metavar="PREFIX",
+                   help="recompute the tables of PREFIX.json's recorded runs (no fitting) and "
+                        "rewrite PREFIX.json and PREFIX.md")
     args = p.parse_args(argv)
+    if args.rerender:
+        import json
+
+        payload = json.loads(Path(args.rerender + ".json").read_text())
+        payload["rerendered"] = (f"tables recomputed from the recorded runs on "
+                                 f"{time.strftime('%Y-%m-%d %H:%M')} by: python "
+                                 f"benchmarks/tables.py --rerender {args.rerender}")
+        return write_report(payload, out=args.rerender)
     args.seeds = args.seeds or (1 if args.quick else 2)
     args.iters = args.iters or (100 if args.quick else 300)
     if args.max_folds is None and args.quick:
@@ -662,10 +696,11 @@ def main(argv=None) -> dict:
         for name in [n for n in requested if n in missing and not SPECS[n].optional]:
             p.error(f"{name}: {missing[name]}")
 
+    if args.add_to:  # refuse before fitting anything
+        check_add_to(args.add_to, vars(args), tables)
     C.set_threads(args.threads)
     info = C.machine_info()
-    title = "Few-shot regression on grouped tables (mlmRev): skmeta vs classical baselines"
-    C.print_header(title, info)
+    C.print_header(TITLE, info)
     print("estimators: " + (", ".join(SPECS[n].label for n in names) or "none")
           + ("; not in this skmeta: " + ", ".join(f"{n} ({why})" for n, why in missing.items())
              if missing else ""), flush=True)
@@ -696,6 +731,80 @@ def main(argv=None) -> dict:
         timings[table] = time.perf_counter() - t_table
     total = time.perf_counter() - t_start
 
+    payload = {"info": info, "config": {k: v for k, v in vars(args).items()},
+               "estimators": {n: {"label": SPECS[n].label, "class": SPECS[n].cls_name,
+                                  "params": {k: repr(v) for k, v in SPECS[n].params.items()},
+                                  "grid": SPECS[n].grid} for n in names},
+               "estimators_missing": missing, "records": records,
+               "command": f"python benchmarks/tables.py {shlex.join(argv or sys.argv[1:])}"
+               .rstrip(), "total_seconds": total, "seconds_per_table": timings}
+    if args.add_to:
+        payload = add_to(args.add_to, payload)
+        return write_report(payload, json_path=args.json, out=args.add_to)
+    return write_report(payload, json_path=args.json, out=args.out)
+
+
+# settings that must agree for runs to share a table
+SHARED_CONFIG = ("quick", "k", "seeds", "folds", "max_folds", "iters", "batch_size", "n_query",
+                 "inner_folds")
+
+
+def check_add_to(prefix: str, config: dict, tables: list[str]) -> dict:
+    """The payload of ``prefix``.json, after checking that a run with ``config`` fits it."""
+    import json
+
+    old = json.loads(Path(prefix + ".json").read_text())
+    for key in SHARED_CONFIG:
+        if old["config"][key] != config[key]:
+            raise SystemExit(f"--add-to {prefix}: {key} differs ({old['config'][key]!r} there, "
+                             f"{config[key]!r} here); run with the same settings.")
+    if set(tables) != {r["table"] for r in old["records"]}:
+        raise SystemExit(f"--add-to {prefix}: it holds other tables than {sorted(tables)}.")
+    return old
+
+
+def add_to(prefix: str, new: dict) -> dict:
+    """``prefix``.json's payload with ``new``'s estimator records added (or replaced)."""
+    old = check_add_to(prefix, new["config"], sorted({r["table"] for r in new["records"]}))
+
+    def key(r):
+        return (r["table"], r["seed"], r["fold"], r["k"], r["method"])
+
+    baselines = {key(r): r for r in new["records"] if "best_params" not in r
+                 and "refit_meta_iterations" not in r}
+    for r in old["records"]:
+        b = baselines.get(key(r))
+        if b is not None and not np.isclose(b["mean_school_mse"], r["mean_school_mse"],
+                                            rtol=1e-9, atol=1e-12, equal_nan=True):
+            raise SystemExit(f"--add-to {prefix}: {key(r)} gives {b['mean_school_mse']} here "
+                             f"and {r['mean_school_mse']} there; the runs are not comparable.")
+    added = {r["method"] for r in new["records"] if key(r) not in baselines}
+    records = ([r for r in old["records"] if r["method"] not in added]
+               + [r for r in new["records"] if r["method"] in added])
+    runs = old.get("runs") or [{"command": old["command"], "total_seconds": old["total_seconds"],
+                                "skmeta": old["info"]["skmeta"], "date": old["info"]["date"],
+                                "load_avg_1min_at_start": old["info"]["load_avg_1min_at_start"]}]
+    runs.append({"command": new["command"], "total_seconds": new["total_seconds"],
+                 "skmeta": new["info"]["skmeta"], "date": new["info"]["date"],
+                 "load_avg_1min_at_start": new["info"]["load_avg_1min_at_start"],
+                 "added": sorted(added), "baselines_agree": len(baselines)})
+    return {**old, "records": records, "runs": runs,
+            "estimators": {**old["estimators"], **new["estimators"]},
+            "estimators_missing": {k: v for k, v in old["estimators_missing"].items()
+                                   if k not in new["estimators"]},
+            "command": " ; ".join(r["command"] for r in runs),
+            "total_seconds": sum(r["total_seconds"] for r in runs),
+            "seconds_per_table": {t: old["seconds_per_table"].get(t, 0.0)
+                                  + new["seconds_per_table"].get(t, 0.0)
+                                  for t in old["seconds_per_table"]}}
+
+
+def write_report(payload: dict, *, json_path: str | None = None,
+                 out: str | None = None) -> dict:
+    """Summarise ``payload["records"]``, print the tables and write the files."""
+    cfg, info, records = payload["config"], payload["info"], payload["records"]
+    tables = list(dict.fromkeys(r["table"] for r in records))
+    ks = sorted({r["k"] for r in records})
     sections, summary = [], {}
     for table in tables:
         for k in ks:
@@ -703,43 +812,49 @@ def main(argv=None) -> dict:
             summary[f"{table}/k={k}"] = rows
             sections.append(f"\n## {table}, k = {k} support students per held-out school\n\n"
                             f"Query MSE in the target's original units, mean ± sd over runs "
-                            f"(seeds x folds); Δ: paired difference to the LMM with a random "
-                            f"slope, mean ± sd over runs (negative = better than the LMM).\n\n"
+                            f"(seeds x folds). Δ: paired difference to the LMM with a linear "
+                            f"random slope, and to the LMM with a spline fixed effect, mean ± "
+                            f"sd over runs (negative = better than that LMM), with the number "
+                            f"of runs in which the method was better.\n\n"
                             + md + "\n\n" + describe(records, table, k))
-    header = (f"{args.seeds} seed(s) x {args.folds}-fold GroupKFold over schools"
-              + (f" (first {args.max_folds} fold(s) only)" if args.max_folds else "")
-              + f"; k in {ks}; skmeta estimators tuned by GridSearchCV ({args.inner_folds}-fold"
-              f" GroupKFold over the training schools' tasks, task-aware MSE), "
-              f"{args.iters} meta-iterations per grid-search fit, meta-batch "
-              f"{args.batch_size}, {args.n_query} query students per training task; "
-              f"{args.jobs} process(es) x {args.threads} thread(s). "
+    header = (f"{cfg['seeds']} seed(s) x {cfg['folds']}-fold GroupKFold over schools"
+              + (f" (first {cfg['max_folds']} fold(s) only)" if cfg["max_folds"] else "")
+              + f"; k in {ks}; skmeta estimators tuned by GridSearchCV ({cfg['inner_folds']}-"
+              f"fold GroupKFold over the training schools' tasks, task-aware MSE), "
+              f"{cfg['iters']} meta-iterations per grid-search fit, meta-batch "
+              f"{cfg['batch_size']}, {cfg['n_query']} query students per training task; "
+              f"{cfg.get('jobs', 1)} process(es) x {cfg['threads']} thread(s). "
               "LMM BLUP: b = G Z_s^T (Z_s G Z_s^T + sigma^2 I)^-1 (y_s - X_s beta), "
               "prediction X_q beta + Z_q b."
               + (" QUICK RUN: one seed, the first fold, 100 meta-iterations, 2 grid values, "
-                 "a quarter of Chem97's schools; not for conclusions." if args.quick else ""))
+                 "a quarter of Chem97's schools; not for conclusions." if cfg["quick"] else ""))
     text = header + "\n" + "\n".join(sections)
-    cmd = f"python benchmarks/tables.py {shlex.join(argv or sys.argv[1:])}".rstrip()
+    total, timings, cmd = (payload["total_seconds"], payload["seconds_per_table"],
+                           payload["command"])
     times = ", ".join(f"{t} {s / 60:.1f} min" for t, s in timings.items())
-    C.print_header(title + ": results", info)
+    C.print_header(TITLE + ": results", info)
     print(text)
     print(f"\ncommand: {cmd}  (total {total / 60:.1f} min: {times})")
-    payload = {"info": info, "config": {k: v for k, v in vars(args).items()},
-               "estimators": {n: {"label": SPECS[n].label, "class": SPECS[n].cls_name,
-                                  "params": {k: repr(v) for k, v in SPECS[n].params.items()},
-                                  "grid": SPECS[n].grid} for n in names},
-               "estimators_missing": missing, "records": records, "summary": summary,
-               "table": text, "command": cmd, "total_seconds": total,
-               "seconds_per_table": timings}
-    C.save_json(args.json, payload)
-    if args.out:
-        C.save_json(args.out + ".json", payload)
-        md_path = Path(args.out + ".md")
-        md_path.write_text(f"# {title}\n\n"
+    payload = {**payload, "summary": summary, "table": text}
+    C.save_json(json_path, payload)
+    if out:
+        C.save_json(out + ".json", payload)
+        md_path = Path(out + ".md")
+        md_path.write_text(f"# {TITLE}\n\n"
                            f"torch {info['torch']}, skmeta {info['skmeta']}, "
                            f"{info['torch_threads']} torch thread(s), {info['cpu']} "
                            f"({info['cpu_count']} cores), load {info['load_avg_1min_at_start']}"
                            f" at start, {info['date']}\n\n{text}\n\n`{cmd}` "
-                           f"(total {total / 60:.1f} min: {times})\n")
+                           f"(total {total / 60:.1f} min: {times})\n"
+                           + "".join(f"\n- run {i + 1}: `{r['command']}` (skmeta "
+                                     f"{r['skmeta']}, {r['date']}, {r['total_seconds'] / 60:.1f}"
+                                     f" min, load {r['load_avg_1min_at_start']} at start"
+                                     + (f"; added {', '.join(r['added'])}, baselines "
+                                        f"identical to run 1 ({r['baselines_agree']} records)"
+                                        if "added" in r else "") + ")"
+                                     for i, r in enumerate(payload.get("runs", [])))
+                           + (f"\n({payload['rerendered']})\n" if "rerendered" in payload
+                              else ""))
         print(f"wrote {md_path}")
     return payload
 
