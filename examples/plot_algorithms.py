@@ -79,7 +79,11 @@ fig.tight_layout()
 # 10,000 meta-iterations on sine waves (left), and accuracy on Omniglot alphabets never
 # seen in training against training time, for the same wall-clock budget per model
 # on a 2-core CPU (right).
-results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+try:
+    examples = Path(__file__).resolve().parent
+except NameError:  # sphinx-gallery runs an example from its folder, without ``__file__``
+    examples = Path.cwd()
+results = examples.parent / "benchmarks" / "results"
 sinusoid = json.loads((results / "algorithms_sinusoid.json").read_text())["results"]
 fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
 names = list(sinusoid)
