@@ -5,7 +5,7 @@ from __future__ import annotations
 from numbers import Real
 
 import numpy as np
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from .base import BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
@@ -63,7 +63,8 @@ class _BaseR2D2(BaseMetaLearner):
         if inner_lr is not None:
             raise ValueError(f"{type(self).__name__} solves its head in closed form; "
                              "adapt(inner_lr=...) does not apply.")
-        return ridge_head(self.head_, self.alpha, classification=self._classification)
+        return ridge_head(self.head_, self.alpha, classification=self._classification,
+                          prior=getattr(self, "prior", "zero"))
 
     def task_objective(self, learner, task, engine):
         return query_loss(learner, task, steps=self.inner_steps, engine=engine)
@@ -80,12 +81,19 @@ _REFERENCES = """
 
 
 class R2D2Regressor(MetaRegressorMixin, _BaseR2D2):
+    _params = {"prior": Param("zero", '{"zero", "learned"}', "What the ridge penalty "
+                              "shrinks the head toward: zero (R2-D2) or the head's "
+                              "meta-learned weights (ALPaCA's prior mean).",
+                              [StrOptions({"zero", "learned"})])}
     __doc__ = """R2-D2 for regression: meta-learned features and a ridge head solved per task.
 
     Adaptation is one closed-form ridge regression of the support targets on the
     network's learned features (Bayesian linear regression on learned features,
     as ALPaCA); the features and the regularisation strength are meta-learned
-    through it. Read more in :doc:`/user_guide/algorithms`.
+    through it. With ``prior="learned"`` the ridge penalty shrinks the head toward
+    meta-learned weights rather than zero (ALPaCA's prior mean): with few support rows
+    the prediction stays near what fits every task on average, as a mixed model's
+    does. Read more in :doc:`/user_guide/algorithms`.
 
     See Also
     --------

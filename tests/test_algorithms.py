@@ -389,6 +389,53 @@ def test_r2d2_meta_gradient_matches_hand_written_and_engines_agree(hidden, sinus
     assert gv["module_.layers.2.weight"].abs().sum() == 0  # the head is solved, not learned
 
 
+def test_r2d2_learned_prior_shrinks_toward_the_meta_learned_head(sinusoid_tasks):
+    est = _initialized(R2D2Regressor, sinusoid_tasks, k_shot=10, alpha=0.3, prior="learned",
+                       module__hidden=(8, 8))
+    with torch.no_grad():  # a head far from zero, so that the prior matters
+        est.module_.layers[4].weight.fill_(2.0)
+        est.module_.layers[4].bias.fill_(-1.0)
+    X, y = sinusoid_tasks[0]
+    net = est.module_
+    with torch.no_grad():
+        feats = net.layers[:4](torch.as_tensor(X[:10])).double().numpy()
+    Z = np.hstack([feats, np.ones((10, 1))])
+    W0 = np.vstack([net.layers[4].weight.detach().double().numpy().T, [[-1.0]]])
+    W = W0 + np.linalg.solve(Z.T @ Z + 0.3 * np.eye(Z.shape[1]), Z.T @ (y[:10, None] - Z @ W0))
+    for support in (10, 3):  # n > d + 1, and the Woodbury form (n <= d + 1)
+        Zs = Z[:support]
+        if support == 3:
+            W = W0 + Zs.T @ np.linalg.solve(Zs @ Zs.T + 0.3 * np.eye(3),
+                                            y[:3, None] - Zs @ W0)
+        adapted = est.adapt(X[:support], y[:support])
+        np.testing.assert_allclose(adapted.module_.layers[4].weight.numpy(), W[:-1].T,
+                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(adapted.module_.layers[4].bias.numpy(), W[-1], rtol=1e-4,
+                                   atol=1e-5)
+
+
+@pytest.mark.parametrize("engine", ["vmap", "loop", "batched"])
+def test_r2d2_learned_prior_meta_gradient_reaches_the_head(engine, sinusoid_tasks):
+    est = _initialized(R2D2Regressor, sinusoid_tasks, k_shot=10, alpha=0.5, module=DoubleMLP,
+                       module__hidden=(8,), prior="learned")
+    batch = _batch(est, sinusoid_tasks, n=4)
+    loss, grads = est.get_meta_gradient(batch, engine)
+    ref_loss, ref = est.get_meta_gradient(batch, "loop")
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-9, atol=1e-12)
+    for k in ref:
+        torch.testing.assert_close(grads[k], ref[k], rtol=1e-7, atol=1e-10, msg=k)
+    assert grads["module_.layers.2.weight"].abs().sum() > 0  # the prior mean is learned
+
+
+def test_ridge_head_prior_is_checked(sinusoid_tasks):
+    with pytest.raises(ValueError, match="prior must be 'zero' or 'learned'"):
+        F.ridge_head("head", prior="mean")
+    with pytest.raises(ValueError, match="prior='learned' is for regression"):
+        F.ridge_head("head", classification=True, prior="learned")
+    with pytest.raises(ValueError, match="prior"):
+        R2D2Regressor(prior="mean", **FAST).fit(sinusoid_tasks)
+
+
 def test_r2d2_classifier_adapts_to_any_number_of_classes_and_saves(pool, tmp_path):
     X, y = pool
     clf = R2D2Classifier(n_way=3, k_shot=2, n_query=3, n_episodes=40, **FAST).fit(X, y)

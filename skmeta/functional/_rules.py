@@ -244,13 +244,18 @@ def only(select: str | Iterable[str] | Callable[[str], bool], rule: InnerRule) -
     return rule._replace(selects=selects, name=f"only({label}, {rule.name})")
 
 
-def ridge_head(head: str, alpha: float = 1.0, *, classification: bool = False) -> InnerRule:
+def ridge_head(head: str, alpha: float = 1.0, *, classification: bool = False,
+               prior: str = "zero") -> InnerRule:
     """Solve the linear ``head`` in closed form by ridge regression (R2-D2, ALPaCA).
 
     Not a sequence of gradient steps: adaptation computes the input features of
     the head once, appends a bias column, and solves the ridge regression of the
     support targets (one-hot rows for classification) on them, differentiably, so
     the features are meta-learned through the solution (Bertinetto et al., 2019).
+    With ``prior="learned"`` the ridge penalty pulls the solution toward the head's
+    meta-learned weights instead of zero, ``min ||Z W - Y||² + alpha ||W - W0||²``,
+    as in ALPaCA's learned prior mean (Harrison et al., 2018): with few support
+    examples the solution stays near a head that fits every task on average.
     The state holds the learned ``log(alpha)`` (``"<head>.log_alpha"``) and, for
     classification, a learned log-scale of the logits (``"<head>.log_scale"``).
     With ``n`` support examples and ``d`` features the solve is ``n x n``
@@ -266,6 +271,10 @@ def ridge_head(head: str, alpha: float = 1.0, *, classification: bool = False) -
     classification : bool, default=False
         Targets are one-hot rows (any number of classes: the head is solved per
         task); the logits get a learned scale.
+    prior : {"zero", "learned"}, default="zero"
+        What the penalty shrinks the head toward: zero (R2-D2), or the head's
+        meta-learned weight and bias (regression only: class labels are arbitrary
+        per task, so a classifier has no head to shrink toward).
 
     Returns
     -------
@@ -287,6 +296,11 @@ def ridge_head(head: str, alpha: float = 1.0, *, classification: bool = False) -
     >>> bool(learner.loss(fast, X, 3 * X) < 1e-2)
     True
     """
+    if prior not in ("zero", "learned"):
+        raise ValueError(f"prior must be 'zero' or 'learned', got {prior!r}.")
+    if prior == "learned" and classification:
+        raise ValueError("prior='learned' is for regression: a classifier's labels are "
+                         "arbitrary per task, so it has no head to shrink toward.")
     prefix = head + "."
     log_alpha, log_scale = f"{head}.log_alpha", f"{head}.log_scale"
 
@@ -308,6 +322,10 @@ def ridge_head(head: str, alpha: float = 1.0, *, classification: bool = False) -
         Y = y.to(Z.dtype)
         Y = Y if Y.dim() == Z.dim() else Y.unsqueeze(-1)
         lam = learner.state[log_alpha].exp()
+        if prior == "learned":  # solve for W - W0 on the residual targets
+            W0 = torch.cat([start[prefix + "weight"].mT,
+                            start[prefix + "bias"].unsqueeze(-2)], -2).to(Z.dtype)
+            Y = Y - Z @ W0
         n, d = Z.shape[-2:]
         if n <= d:  # Woodbury: an n x n system
             eye = torch.eye(n, dtype=Z.dtype, device=Z.device)
@@ -315,6 +333,8 @@ def ridge_head(head: str, alpha: float = 1.0, *, classification: bool = False) -
         else:
             eye = torch.eye(d, dtype=Z.dtype, device=Z.device)
             W = torch.linalg.solve(Z.mT @ Z + lam * eye, Z.mT @ Y)
+        if prior == "learned":
+            W = W0 + W
         if classification:
             W = W * learner.state[log_scale].exp()
         return [start, {prefix + "weight": W[..., :-1, :].mT, prefix + "bias": W[..., -1, :]}]
@@ -324,4 +344,5 @@ def ridge_head(head: str, alpha: float = 1.0, *, classification: bool = False) -
 
     return InnerRule(init, None, selects, run,
                      name=f"ridge_head({head!r}, alpha={alpha!r}"
-                          f"{', classification=True' if classification else ''})")
+                          f"{', classification=True' if classification else ''}"
+                          f"{', prior=' + repr(prior) if prior != 'zero' else ''})")
