@@ -26,7 +26,8 @@ ALGORITHMS = {
     "Meta-SGD": ("MetaSGDRegressor", {}),
     "ANIL": ("ANILRegressor", {}),
     "MAML++": ("MAMLPlusPlusRegressor", {"inner_steps": 1}),
-    "R2-D2": ("R2D2Regressor", {}),
+    "R2-D2": ("R2D2Regressor", {"prior": "zero"}),
+    "R2-D2 (learned prior)": ("R2D2Regressor", {"prior": "learned"}),
     "Reptile": ("ReptileRegressor", {}),
     "Pre-training": ("PretrainedRegressor", {}),
 }

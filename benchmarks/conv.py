@@ -223,8 +223,8 @@ def gradient_check(name: str, n_tasks: int, seed: int) -> dict:
     out = {}
     for engine in ("loop", "vmap"):
         loss, g = est.get_meta_gradient(mb, engine)
-        out[f"skmeta {engine} engine"] = max(
-            ((g[k] - ref[k]).abs().max().item() / scale, k) for k in ref)
+        out[f"skmeta {engine} engine"] = max(  # skmeta's keys: "module_.<name>"
+            ((g[f"module_.{k}"] - ref[k]).abs().max().item() / scale, k) for k in ref)
     return out
 
 

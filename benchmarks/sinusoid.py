@@ -311,9 +311,10 @@ def time_algorithm(algo: str, rounds: int, n_iter: int, seed: int) -> dict:
         blocks[name] = RunnerBlock(runner, batches, n_iter)
     if algo != "reptile":
         blocks[SHELL] = EstimatorBlock(algo, n_iter, seed, shell_only=True)
-    print(f"\n{ALGOS[algo]}: {rounds} rounds of {n_iter} meta-iterations per implementation "
-          f"(engine chosen by skmeta: {est_block.est.engine_.get('train')})", flush=True)
-    times = C.round_robin(blocks, rounds)
+    print(f"\n{ALGOS[algo]}: {rounds} rounds of {n_iter} meta-iterations per implementation",
+          flush=True)
+    times = C.round_robin(blocks, rounds)  # engine="auto" decides during the first rounds
+    print(f"engine chosen by skmeta: {est_block.est.engine_.get('train')}", flush=True)
     return {"times": times, "epoch_durs": est_block.epoch_durs,
             "engine": est_block.est.engine_.get("train")}
 
