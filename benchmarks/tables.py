@@ -158,8 +158,13 @@ SPECS = {
                    dict(module=MLP, module__hidden=HIDDEN, inner_steps=5, lr=1e-3),
                    {"inner_lr": [0.003, 0.01]}, optional=True),
     "r2d2": Spec("R2-D2 (ridge head), MLP 32-32", "R2D2Regressor",
-                 dict(module=MLP, module__hidden=HIDDEN, lr=3e-3),
+                 dict(module=MLP, module__hidden=HIDDEN, lr=3e-3, prior="zero"),
                  {"alpha": [10.0, 100.0]}, optional=True),
+    # the head shrunk toward meta-learned weights instead of zero (ALPaCA's prior mean);
+    # the same grid as R2-D2's, not narrowed separately
+    "r2d2-prior": Spec("R2-D2, learned prior, MLP 32-32", "R2D2Regressor",
+                       dict(module=MLP, module__hidden=HIDDEN, lr=3e-3, prior="learned"),
+                       {"alpha": [10.0, 100.0]}, optional=True),
 }
 # for an estimator without a grid above: tune inner_lr if it has one, else lr
 DEFAULT_INNER_LR_GRID = [0.03, 0.1]

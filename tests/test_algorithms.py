@@ -336,7 +336,7 @@ def test_vmap_equals_loop_in_float64_second_order_with_batch_norm(Est, extra):
 
 
 def test_r2d2_head_is_the_ridge_solution_on_the_features(sinusoid_tasks):
-    est = _initialized(R2D2Regressor, sinusoid_tasks, k_shot=10, alpha=0.3,
+    est = _initialized(R2D2Regressor, sinusoid_tasks, k_shot=10, alpha=0.3, prior="zero",
                        module__hidden=(8, 8))
     X, y = sinusoid_tasks[0]
     adapted = est.adapt(X[:10], y[:10])
@@ -357,7 +357,7 @@ def test_r2d2_head_is_the_ridge_solution_on_the_features(sinusoid_tasks):
 @pytest.mark.parametrize("hidden", [(8,), (32,)])  # n > d + 1 and n <= d + 1 (Woodbury)
 def test_r2d2_meta_gradient_matches_hand_written_and_engines_agree(hidden, sinusoid_tasks):
     est = _initialized(R2D2Regressor, sinusoid_tasks, k_shot=10, alpha=0.5, module=DoubleMLP,
-                       module__hidden=hidden)
+                       module__hidden=hidden, prior="zero")
     batch = _batch(est, sinusoid_tasks, n=4)
     lv, gv = est.get_meta_gradient(batch, "vmap")
     ll, gl = est.get_meta_gradient(batch, "loop")
