@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -136,10 +136,10 @@ class _BaseMAMLPlusPlus(BaseMetaLearner):
 
     def get_default_callbacks(self):
         callbacks = list(super().get_default_callbacks())
-        if self.cosine_annealing:
-            epochs = self.max_epochs if isinstance(self.max_epochs, int) else 1  # checked at fit
+        if self.cosine_annealing:  # set_params builds these too: values are checked at fit
+            epochs, lr = self.max_epochs, self.lr if isinstance(self.lr, Real) else 1.0
             callbacks.append(("cosine_annealing", LRScheduler(policy=CosineAnnealingLR, T_max=max(
-                epochs, 1), eta_min=self.lr / 100)))
+                epochs if isinstance(epochs, Integral) else 1, 1), eta_min=lr / 100)))
         return callbacks
 
 

@@ -1,6 +1,7 @@
 """The estimators: fitting, adapting, scoring, every task form, determinism."""
 
 import pickle
+import re
 
 import joblib
 import numpy as np
@@ -84,8 +85,11 @@ def test_old_adapt_keywords_still_work_with_a_future_warning(sinusoid_tasks):
     maml = MAMLRegressor(k_shot=10, **FAST).fit(sinusoid_tasks)
     X, y = sinusoid_tasks[0]
     new = maml.adapt(X[:10], y[:10], adapt_steps=2, inner_lr=0.3).predict(X)
-    with pytest.warns(FutureWarning, match="'steps' keyword .* use adapt_steps="):
+    with pytest.warns(FutureWarning) as record:
         old = maml.adapt(X[:10], y[:10], steps=2, lr=0.3).predict(X)
+    messages = [str(w.message) for w in record]
+    assert any(re.search("'steps' keyword .* use adapt_steps=", m) for m in messages), messages
+    assert any(re.search("'lr' keyword .* use inner_lr=", m) for m in messages), messages
     np.testing.assert_array_equal(old, new)
     with pytest.warns(FutureWarning, match="'lr' keyword .* use inner_lr="):
         maml.adapt_tasks([(X[:10], y[:10])], lr=0.3)
