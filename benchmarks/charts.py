@@ -3,8 +3,9 @@
 Reads the JSON files the benchmark scripts wrote (whichever exist) and writes, into
 ``docs/_static/benchmarks``, PNG charts (shown on docs/benchmarks.md) and reStructuredText
 tables (``*_summary.txt``, included by docs/user_guide/when_meta_learning_pays.rst), so
-that the numbers in the docs are the numbers in the results files. Run from the repository
-root after the benchmarks::
+that the numbers in the docs are the numbers in the results files. The docs build runs it
+(``docs/conf.py``); to look at the charts without building the docs, run from the
+repository root::
 
     python benchmarks/charts.py
 """
@@ -34,9 +35,9 @@ def speed(files: dict[int, dict]) -> None:
     rows = []
     for mb, payload in sorted(files.items()):
         for algo, res in payload["speed"].items():
-            med = {n: sorted(ts)[len(ts) // 2] for n, ts in res["times"].items()}
-            rows.append((f"{algo.replace('maml2', 'MAML 2nd').replace('maml1', 'MAML 1st')}"
-                         f"\nmeta-batch {mb}", 1e3 * med["skmeta fit"], 1e3 * med["plain loop"]))
+            med = {n: _median(ts) for n, ts in res["times"].items()}
+            rows.append((f"{SPEED_NAMES.get(algo, algo)}\nmeta-batch {mb}",
+                         1e3 * med["skmeta fit"], 1e3 * med["plain loop"]))
     fig, ax = plt.subplots(figsize=(8, 3.6))
     x = range(len(rows))
     ax.bar([i - 0.2 for i in x], [r[2] for r in rows], 0.4, label="plain PyTorch loop",
@@ -79,26 +80,30 @@ def sinusoid(algos: dict, baselines: dict | None) -> None:
 
 def omniglot(payload: dict) -> None:
     """5-way accuracy on unseen alphabets, and 5-way 1-shot accuracy against training time."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     rows = sorted(payload["results"], key=lambda r: r["accuracy"]["5-way 1-shot"]["mean"])
     y = range(len(rows))
     for shift, setting, color in ((-0.2, "5-way 1-shot", "C0"), (0.2, "5-way 5-shot", "C1")):
         left.barh([i + shift for i in y], [100 * r["accuracy"][setting]["mean"] for r in rows],
                   0.4, xerr=[100 * r["accuracy"][setting]["ci95"] for r in rows], label=setting,
                   color=color)
-    left.set_yticks(list(y), [r["label"] for r in rows], fontsize=7)
+    left.set_yticks(list(y), [r["label"].replace(", no training", "") for r in rows], fontsize=7)
     left.set(xlim=(30, 100), xlabel="accuracy (%), 600 episodes, 95% CI",
              title="Omniglot, unseen alphabets")
     left.legend(fontsize=8, loc="lower right")
-    for marker, r in zip("osD^v<>xP", [r for r in rows if r["settings"].get("curve")]):
-        t, _, acc = zip(*r["settings"]["curve"])
-        right.plot([s / 60 for s in t], [100 * a for a in acc], marker=marker, label=r["label"])
-    right.set(xlabel="training time (minutes, 2-core CPU, one thread per model)",
-              ylabel="5-way 1-shot accuracy (%), 100 episodes", title="Accuracy vs training time")
+    trained = [r for r in reversed(rows) if r["settings"].get("train_seconds")]
+    for marker, r in zip("osD^v<>xP", trained):
+        # 100 episodes every few minutes, then the final model on 600 (older runs: only that)
+        curve = r["settings"].get("curve") or []
+        minutes = [t / 60 for t, _, _ in curve] + [r["settings"].get("train_seconds", 0) / 60]
+        acc = [100 * a for _, _, a in curve] + [100 * r["accuracy"]["5-way 1-shot"]["mean"]]
+        right.plot(minutes, acc, marker=marker, label=r["label"])
+    right.set(xlabel="training time (minutes, one CPU thread per model)",
+              ylabel="5-way 1-shot accuracy (%)", title="Accuracy vs training time")
     if right.lines:
         right.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(OUT / "omniglot.png", dpi=110)
+    fig.savefig(OUT / "omniglot.png", dpi=110, bbox_inches="tight")
 
 
 def tables(files: dict[str, dict]) -> None:
@@ -155,6 +160,46 @@ def sinusoid_summary(algos: dict, baselines: dict | None) -> None:
            _list_table(["method", *[f"K = {k}" for k in ks]], rows, "40 20 20 20"))
 
 
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+SPEED_NAMES = {"maml2": "MAML, 2nd order", "maml1": "MAML, 1st order", "reptile": "Reptile"}
+
+
+def speed_summary(files: dict[int, dict]) -> None:
+    """ms per meta-iteration (median over rounds) and the speed-up over the plain loop."""
+    rows = []
+    for mb, payload in sorted(files.items()):
+        for algo, res in payload["speed"].items():
+            med = {n: 1e3 * _median(ts) for n, ts in res["times"].items()}
+            loop, fit = med["plain loop"], med["skmeta fit"]
+            shell = med.get("skmeta fit, meta-gradient cached (shell only)")
+            rows.append([f"{SPEED_NAMES.get(algo, algo)}, meta-batch {mb}", f"{loop:.2f}",
+                         f"{fit:.2f}", f"**{loop / fit:.1f}x**",
+                         f"{med['raw batched']:.2f}" if "raw batched" in med else "—",
+                         f"{med['raw vmap']:.2f}" if "raw vmap" in med else "—",
+                         "—" if shell is None else f"{shell:.2f}"])
+    _write("speed_summary.txt", _list_table(
+        ["algorithm", "plain loop, ms", "skmeta fit, ms", "speed-up",
+         "batched engine alone, ms", "vmap engine alone, ms", "estimator shell, ms"], rows))
+
+
+def profile_summary(before: dict, after: dict) -> None:
+    """Wall time and ATen operations per meta-iteration, before and after."""
+    rows = []
+    for order in ("second", "first"):
+        b, a = before["results"][order], after["results"][order]
+        rows.append([f"MAML, {order} order", f"{b['wall_ms']:.2f}", f"{a['wall_ms']:.2f}",
+                     f"{b['aten_calls']:.0f}", f"{a['aten_calls']:.0f}",
+                     f"{b['engine'].get('train', '?')} → {a['engine'].get('train', '?')}"])
+    _write("profile_summary.txt", _list_table(
+        ["algorithm", "ms / meta-iteration, before", "after", "ATen operations, before", "after",
+         "engine chosen"], rows))
+
+
 def omniglot_summary(payload: dict) -> None:
     """Accuracy (%) with its 95% interval in every test setting, best 5-way 1-shot first."""
     settings = list(payload["results"][0]["accuracy"])
@@ -194,17 +239,62 @@ def tables_summary(files: dict[str, dict]) -> None:
            _list_table(["method", *[key.replace("/", ", ") for _, key in columns]], rows))
 
 
+def _sinusoid_runs(main: str, prior: str) -> dict | None:
+    """algorithms.py's run of every algorithm, with the R2-D2 rows of its prior run.
+
+    The main run's R2-D2 had the zero prior; the second run compares both priors with the
+    same protocol.
+    """
+    algos, extra = _load(main), _load(prior)
+    if not algos or not extra:
+        return algos
+    if (extra["iterations"], extra["test_tasks"]) != (algos["iterations"], algos["test_tasks"]):
+        raise ValueError(f"{prior} and {main} differ in iterations or test tasks.")
+    results = {}
+    for name, res in algos["results"].items():
+        if name == "R2-D2":
+            results["R2-D2 (zero prior)"] = res
+            results["R2-D2 (learned prior)"] = extra["results"]["R2-D2 (learned prior)"]
+        else:
+            results[name] = res
+    return {**algos, "results": results}
+
+
+def _omniglot_runs(*names: str) -> dict | None:
+    """The results of several omniglot.py runs on the same data, as one run.
+
+    The raw-pixel baselines (``--baselines-only``) train nothing; every other run must
+    have had the same training budget.
+    """
+    runs = [p for name in names if (p := _load(name))]
+    if not runs:
+        return None
+    trained = [run["minutes_per_model"] for run in runs if run["minutes_per_model"]]
+    for run in runs[1:]:
+        differ = [k for k in ("config", "train", "test") if run[k] != runs[0][k]]
+        differ += ["minutes_per_model"] if len(set(trained)) > 1 else []
+        if differ:
+            raise ValueError(f"Omniglot runs differ in {differ}: rerun them with the same "
+                             "settings before charting them together.")
+    return {**runs[0], "results": [r for run in runs for r in run["results"]]}
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     files = {mb: p for mb in (25, 100) if (p := _load(f"sinusoid_speed_mb{mb}.json"))}
     if files:
         speed(files)
-    algos = _load("algorithms_sinusoid.json")
+        speed_summary(files)
+    before, after = _load("profile_before.json"), _load("profile_after.json")
+    if before and after:
+        profile_summary(before, after)
+    algos = _sinusoid_runs("algorithms_sinusoid.json", "algorithms_r2d2_prior.json")
     if algos:
         baselines = _load("sinusoid_baselines_summary.json")
         sinusoid(algos, baselines)
         sinusoid_summary(algos, baselines)
-    omni = _load("omniglot_cpu.json")
+    omni = _omniglot_runs("omniglot_cpu.json", "omniglot_cpu_plugins.json",
+                          "omniglot_pixels.json")
     if omni:
         omniglot(omni)
         omniglot_summary(omni)

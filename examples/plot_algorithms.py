@@ -97,12 +97,17 @@ omniglot_file = results / "omniglot_cpu.json"
 if omniglot_file.exists():
     # accuracy on 100 fixed 5-way 1-shot test episodes, measured every few minutes of
     # training (the evaluations are not counted in the budget); the last point of every
-    # curve is the final model's accuracy on 600 episodes
+    # curve is the final model's accuracy on 600 episodes (the only point of runs that
+    # recorded no curve)
     omniglot = json.loads(omniglot_file.read_text())
-    for marker, row in zip("osD^v<>xP", [r for r in omniglot["results"]
-                                          if r["settings"].get("curve")]):
-        minutes = [t / 60 for t, _, _ in row["settings"]["curve"]]
-        accuracy = [100 * a for _, _, a in row["settings"]["curve"]]
+    rows = omniglot["results"]
+    plugins_file = results / "omniglot_cpu_plugins.json"  # the newer algorithms, same settings
+    if plugins_file.exists():
+        rows = rows + json.loads(plugins_file.read_text())["results"]
+    for marker, row in zip("osD^v<>xP", rows):
+        curve = row["settings"].get("curve") or []  # older runs recorded no curve
+        minutes = [t / 60 for t, _, _ in curve]
+        accuracy = [100 * a for _, _, a in curve]
         final = row["accuracy"]["5-way 1-shot"]
         right.plot(minutes + [row["settings"]["train_seconds"] / 60],
                    accuracy + [100 * final["mean"]], marker=marker, label=row["label"])
