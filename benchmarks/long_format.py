@@ -1,7 +1,8 @@
 """Long-format tables with thousands of small tasks: ``fit`` per epoch and ``score`` per task.
 
 A table shaped like mlmRev's Chem97 (students in 2,410 schools, 1 to 188 students per
-school, 3 features) is passed as ``X, y, groups`` to a ``MAMLRegressor`` (MLP 3-32-32-1,
+school, 3 features; the schools with at least ``k_shot + 1 = 6`` students, 1,570 of them,
+can be used) is passed as ``X, y, groups`` to a ``MAMLRegressor`` (MLP 3-32-32-1,
 second order, one inner step, ``k_shot=5`` and ``n_query=None``: every other student of a
 school is in its query set, so the query sets have as many lengths as the schools have
 sizes). Timed round-robin in one process, one torch thread:
@@ -73,8 +74,8 @@ def load(synthetic: bool, seed: int):
     X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
     y = ((y - y.mean()) / y.std()).astype(np.float32)
     # a school needs K support rows and at least one query row
-    sizes = np.bincount(np.unique(groups, return_inverse=True)[1])
-    keep = sizes[np.unique(groups, return_inverse=True)[1]] >= K + 1
+    school = np.unique(groups, return_inverse=True)[1]
+    keep = np.bincount(school)[school] >= K + 1
     return X[keep], y[keep], groups[keep], source
 
 
