@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from statistics import median
 
 import matplotlib
 
@@ -30,14 +31,21 @@ def _load(name: str):
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def speed(files: dict[int, dict]) -> None:
-    """ms per meta-iteration: skmeta's fit against a plain PyTorch loop, per meta-batch size."""
-    rows = []
+SPEED_NAMES = {"maml2": "MAML, 2nd order", "maml1": "MAML, 1st order", "reptile": "Reptile"}
+
+
+def _speed_medians(files: dict[int, dict]):
+    """(algorithm's name, meta-batch size, median ms per meta-iteration of each implementation)."""
     for mb, payload in sorted(files.items()):
         for algo, res in payload["speed"].items():
-            med = {n: _median(ts) for n, ts in res["times"].items()}
-            rows.append((f"{SPEED_NAMES.get(algo, algo)}\nmeta-batch {mb}",
-                         1e3 * med["skmeta fit"], 1e3 * med["plain loop"]))
+            yield (SPEED_NAMES.get(algo, algo), mb,
+                   {n: 1e3 * median(ts) for n, ts in res["times"].items()})
+
+
+def speed(files: dict[int, dict]) -> None:
+    """ms per meta-iteration: skmeta's fit against a plain PyTorch loop, per meta-batch size."""
+    rows = [(f"{name}\nmeta-batch {mb}", med["skmeta fit"], med["plain loop"])
+            for name, mb, med in _speed_medians(files)]
     fig, ax = plt.subplots(figsize=(8, 3.6))
     x = range(len(rows))
     ax.bar([i - 0.2 for i in x], [r[2] for r in rows], 0.4, label="plain PyTorch loop",
@@ -95,7 +103,7 @@ def omniglot(payload: dict) -> None:
     for marker, r in zip("osD^v<>xP", trained):
         # 100 episodes every few minutes, then the final model on 600 (older runs: only that)
         curve = r["settings"].get("curve") or []
-        minutes = [t / 60 for t, _, _ in curve] + [r["settings"].get("train_seconds", 0) / 60]
+        minutes = [t / 60 for t, _, _ in curve] + [r["settings"]["train_seconds"] / 60]
         acc = [100 * a for _, _, a in curve] + [100 * r["accuracy"]["5-way 1-shot"]["mean"]]
         right.plot(minutes, acc, marker=marker, label=r["label"])
     right.set(xlabel="training time (minutes, one CPU thread per model)",
@@ -160,28 +168,17 @@ def sinusoid_summary(algos: dict, baselines: dict | None) -> None:
            _list_table(["method", *[f"K = {k}" for k in ks]], rows, "40 20 20 20"))
 
 
-def _median(values: list[float]) -> float:
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-
-
-SPEED_NAMES = {"maml2": "MAML, 2nd order", "maml1": "MAML, 1st order", "reptile": "Reptile"}
-
-
 def speed_summary(files: dict[int, dict]) -> None:
     """ms per meta-iteration (median over rounds) and the speed-up over the plain loop."""
     rows = []
-    for mb, payload in sorted(files.items()):
-        for algo, res in payload["speed"].items():
-            med = {n: 1e3 * _median(ts) for n, ts in res["times"].items()}
-            loop, fit = med["plain loop"], med["skmeta fit"]
-            shell = med.get("skmeta fit, meta-gradient cached (shell only)")
-            rows.append([f"{SPEED_NAMES.get(algo, algo)}, meta-batch {mb}", f"{loop:.2f}",
-                         f"{fit:.2f}", f"**{loop / fit:.1f}x**",
-                         f"{med['raw batched']:.2f}" if "raw batched" in med else "—",
-                         f"{med['raw vmap']:.2f}" if "raw vmap" in med else "—",
-                         "—" if shell is None else f"{shell:.2f}"])
+    for name, mb, med in _speed_medians(files):
+        loop, fit = med["plain loop"], med["skmeta fit"]
+        shell = med.get("skmeta fit, meta-gradient cached (shell only)")
+        rows.append([f"{name}, meta-batch {mb}", f"{loop:.2f}", f"{fit:.2f}",
+                     f"**{loop / fit:.1f}x**",
+                     f"{med['raw batched']:.2f}" if "raw batched" in med else "—",
+                     f"{med['raw vmap']:.2f}" if "raw vmap" in med else "—",
+                     "—" if shell is None else f"{shell:.2f}"])
     _write("speed_summary.txt", _list_table(
         ["algorithm", "plain loop, ms", "skmeta fit, ms", "speed-up",
          "batched engine alone, ms", "vmap engine alone, ms", "estimator shell, ms"], rows))
@@ -269,13 +266,12 @@ def _omniglot_runs(*names: str) -> dict | None:
     runs = [p for name in names if (p := _load(name))]
     if not runs:
         return None
-    trained = [run["minutes_per_model"] for run in runs if run["minutes_per_model"]]
-    for run in runs[1:]:
-        differ = [k for k in ("config", "train", "test") if run[k] != runs[0][k]]
-        differ += ["minutes_per_model"] if len(set(trained)) > 1 else []
-        if differ:
-            raise ValueError(f"Omniglot runs differ in {differ}: rerun them with the same "
-                             "settings before charting them together.")
+    differ = {k for run in runs[1:] for k in ("config", "train", "test") if run[k] != runs[0][k]}
+    if len({run["minutes_per_model"] for run in runs if run["minutes_per_model"]}) > 1:
+        differ.add("minutes_per_model")
+    if differ:
+        raise ValueError(f"Omniglot runs differ in {sorted(differ)}: rerun them with the same "
+                         "settings before charting them together.")
     return {**runs[0], "results": [r for run in runs for r in run["results"]]}
 
 
