@@ -45,8 +45,8 @@ from torch.nn.functional import mse_loss
 
 from skmeta import MAMLRegressor, ReptileRegressor, Task
 from skmeta import functional as F
+from skmeta.algorithms.reptile import reptile_pseudo_gradient
 from skmeta.modules import MLP
-from skmeta.reptile import reptile_pseudo_gradient
 
 K, Q, META_BATCH = 10, 10, 25
 INNER_LR, MAML_LR = 0.01, 1e-3

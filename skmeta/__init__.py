@@ -1,17 +1,35 @@
-"""skmeta: optimization-based meta-learning as scikit-learn estimators on skorch."""
+"""skmeta: optimization-based meta-learning as scikit-learn estimators on skorch.
 
+The package is laid out by floors, each importing only what stands below it:
+:mod:`skmeta.algorithms` (one file per algorithm) on :mod:`skmeta.estimator` (the
+shell: skorch's loop, adaptation, adapted models) on :mod:`skmeta.data` (tasks,
+episodes, meta-batches) and :mod:`skmeta.io` (the safe file format), on the ground
+floor :mod:`skmeta.functional` (the pure inner loop and engines),
+:mod:`skmeta.parallel`, :mod:`skmeta.modules`, :mod:`skmeta.metrics` and
+:mod:`skmeta.datasets`.
+"""
+
+from . import _paths
 from ._version import __version__  # noqa: F401 - the package version
-from .adapted import AdaptedClassifier, AdaptedRegressor
-from .anil import ANILClassifier, ANILRegressor
-from .batching import TaskSplit
-from .maml import MAMLClassifier, MAMLRegressor
-from .mamlpp import MAMLPlusPlusClassifier, MAMLPlusPlusRegressor
-from .metasgd import MetaSGDClassifier, MetaSGDRegressor
-from .persistence import load, save
-from .pretrained import PretrainedClassifier, PretrainedRegressor
-from .r2d2 import R2D2Classifier, R2D2Regressor
-from .reptile import ReptileClassifier, ReptileRegressor
-from .tasks import EpisodeSampler, Task, TaskTransformer
+from .algorithms import (
+    ANILClassifier,
+    ANILRegressor,
+    MAMLClassifier,
+    MAMLPlusPlusClassifier,
+    MAMLPlusPlusRegressor,
+    MAMLRegressor,
+    MetaSGDClassifier,
+    MetaSGDRegressor,
+    PretrainedClassifier,
+    PretrainedRegressor,
+    R2D2Classifier,
+    R2D2Regressor,
+    ReptileClassifier,
+    ReptileRegressor,
+)
+from .data import EpisodeSampler, Task, TaskSplit, TaskTransformer
+from .estimator import AdaptedClassifier, AdaptedRegressor
+from .io import load, save
 
 __all__ = [
     "MAMLRegressor",
@@ -37,3 +55,5 @@ __all__ = [
     "save",
     "load",
 ]
+
+_paths.install(__name__)

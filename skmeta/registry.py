@@ -1,7 +1,7 @@
 """Every meta-learner skmeta knows of: its own and those of plugin packages.
 
 A meta-learner class registers itself when it is defined (it subclasses
-:class:`skmeta.base.BaseMetaLearner`). :func:`all_estimators` lists the public
+:class:`skmeta.estimator.BaseMetaLearner`). :func:`all_estimators` lists the public
 ones: skmeta's own and those of installed packages that declare the entry-point
 group ``skmeta.estimators`` (in their ``pyproject.toml``)::
 

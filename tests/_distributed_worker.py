@@ -141,7 +141,7 @@ def equality_and_failure(rank: int, world: int, store: str, out: str) -> None:
                             enumerate(classification_tasks())])
         pooled = MAMLClassifier(n_way=3, k_shot=2, n_query=2, n_episodes=6, batch_size=3,
                                 max_epochs=1, verbose=0, distributed=True).fit(X, y)
-        episode = pooled._pool_sampler()(X, y)[0]
+        episode = pooled._as_tasks(X, y)[0]
         result["pool"] = {"seed": pooled.seed_, "episode": episode[0], "labels": episode[1]}
         result["failure"] = _failure(lambda: _FailingMAML(
             batch_size=4, max_epochs=1, verbose=0, random_state=0,
@@ -185,7 +185,7 @@ def accelerate_run(rank: int, world: int, port: int, out: str) -> None:
 def accelerated_maml(world: int, **accelerator_kwargs):
     from accelerate import Accelerator
 
-    from skmeta.distributed import AccelerateMixin
+    from skmeta.parallel import AccelerateMixin
 
     class AcceleratedMAML(AccelerateMixin, MAMLRegressor):
         pass

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import torch
 
-from skmeta import _container
-from skmeta.persistence import FORMAT_VERSION, _encode
+from skmeta.io import container as _container
+from skmeta.io.format import FORMAT_VERSION, _encode
 
 
 def rewrite(path: str | os.PathLike, edit: Callable[[dict], None] | None = None, *,
@@ -36,7 +36,7 @@ def rewrite(path: str | os.PathLike, edit: Callable[[dict], None] | None = None,
 def save_v1(obj, path: str | os.PathLike) -> None:
     """Write ``obj`` exactly as skmeta's format version 1 did (a torch.save zip)."""
     from skmeta import __version__
-    from skmeta.base import BaseMetaLearner
+    from skmeta.estimator import BaseMetaLearner
 
     def cpu_state(module):
         return {k: v.detach().to("cpu").clone() for k, v in module.state_dict().items()}

@@ -25,9 +25,9 @@ from skmeta import (
     R2D2Regressor,
 )
 from skmeta import functional as F
-from skmeta.mamlpp import msl_weights
+from skmeta.algorithms.mamlpp import MAMLPlusPlusSchedule, msl_weights
+from skmeta.data import as_tasks
 from skmeta.modules import MLP, ConvNet
-from skmeta.tasks import as_tasks
 
 FAST = dict(max_epochs=1, verbose=0, random_state=0)
 ALL_OFF = dict(multi_step_loss_epochs=0, first_order_epochs=0, learn_inner_lr=False,
@@ -113,7 +113,7 @@ def test_meta_sgd_learns_its_rates_and_adapt_uses_them(sinusoid_tasks):
             r.mul_(3)
     after = est.adapt(X[:10], y[:10]).predict(X[10:])
     assert not np.allclose(before, after)
-    with pytest.raises(ValueError, match="learned per-parameter learning rates"):
+    with pytest.raises(ValueError, match="learned inner learning rates.*cannot override"):
         est.adapt(X[:10], y[:10], inner_lr=0.1)
 
 
@@ -256,7 +256,8 @@ def test_maml_plus_plus_msl_lslr_and_derivative_order_against_a_hand_written_loo
         for i, r in enumerate(est.inner_state_.parameters()):
             r.copy_(torch.tensor([0.05, 0.02, 0.08]) * (1 + 0.1 * i))
     est.history_ = History([{"epoch": e + 1} for e in range(epoch + 1)])
-    assert est._uses_second_order() == (epoch >= 2)  # derivative-order annealing
+    MAMLPlusPlusSchedule().on_epoch_begin(est)  # the callback sets the epoch's schedules
+    assert est.uses_second_order() == (epoch >= 2)  # derivative-order annealing
     batch = _batch(est, sinusoid_tasks, n=4)
     loss, grads = est.get_meta_gradient(batch, "loop")
     # the reference
@@ -300,7 +301,7 @@ def test_maml_plus_plus_per_step_batch_norm_against_a_hand_written_forward():
         with F.inner_step(step):
             torch.testing.assert_close(bn(x), expected)
     # the inner loop leaves the per-step weights alone; the outer loop trains them
-    rule = est.get_inner_rule()
+    rule = est.inner_rule()
     assert not rule.selects("features.1.weight") and rule.selects("features.0.weight")
     batch = _batch(est, [(X[y < 3], y[y < 3]), (X[(y >= 3) & (y < 6)], y[(y >= 3) & (y < 6)])],
                    n=2)
@@ -482,9 +483,9 @@ def test_padded_query_sets_give_the_numbers_of_one_group_per_length(Est, engine)
     padded = est.get_meta_batch(seq, np.arange(9), np.random.default_rng(1), training=True)
     assert len(padded.groups) == 1 and padded.groups[0][1].query_mask is not None
     rng = np.random.default_rng(1)
-    from skmeta.batching import make_meta_batch
+    from skmeta.data.metabatch import make_meta_batch
     plain = make_meta_batch(seq, np.arange(9), rng, k_shot=est.k_shot, n_query=None,
-                            classification=classification, encode=est._encode_targets,
+                            classification=classification, encode=est.get_targets().encode,
                             to_tensor=est._to_tensor, training=True)
     assert len(plain.groups) == 4
     lp, gp = est.get_meta_gradient(padded, engine)

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from skmeta import MAMLRegressor
-from skmeta.base import MetaBatch
-from skmeta.distributed import DistributedError, runs_on_rank, shard_bounds
+from skmeta.data import MetaBatch
+from skmeta.parallel import DistributedError, runs_on_rank, shard_bounds
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="torch.distributed is not available")
@@ -185,7 +185,7 @@ def test_skorch_accelerate_mixin_is_refused_with_the_fix(accelerate_state):
     class Wrong(SkorchAccelerateMixin, MAMLRegressor):
         pass
 
-    with pytest.raises(TypeError, match="skmeta.distributed.AccelerateMixin"):
+    with pytest.raises(TypeError, match="skmeta.parallel.AccelerateMixin"):
         Wrong(accelerator=Accelerator(cpu=True), verbose=0).fit(W.regression_tasks())
 
 

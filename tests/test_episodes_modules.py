@@ -1,4 +1,4 @@
-"""Tests of skmeta.tasks.EpisodeSampler and skmeta.modules (MLP, ConvNet, BatchNorm)."""
+"""Tests of skmeta.data.EpisodeSampler and skmeta.modules (MLP, ConvNet, BatchNorm)."""
 
 import time
 

@@ -20,9 +20,9 @@ from skmeta import (
     Task,
 )
 from skmeta import functional as F
+from skmeta.data import as_tasks
 from skmeta.datasets import make_sinusoid_tasks
 from skmeta.modules import MLP
-from skmeta.tasks import as_tasks
 
 FAST = dict(max_epochs=1, verbose=0, random_state=0)
 
@@ -307,7 +307,7 @@ def test_score_is_pooled_r2_and_score_tasks_per_task_r2(sinusoid_tasks):
     rng = np.random.default_rng([0, 3])
     batch = est.get_meta_batch(as_tasks(tasks, classification=False), np.arange(len(tasks)), rng,
                                training=False)
-    _, (preds,) = est._evaluate(batch, 1, None, strict=True)
+    _, (preds,) = est._adapter().evaluate(batch, 1, strict=True)
     (positions, b), = batch.groups
     for j in positions:
         y, p = b.y_query[j].numpy().ravel(), preds[j].numpy().ravel()

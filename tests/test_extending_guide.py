@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from skmeta.data import as_tasks
 from skmeta.datasets import make_sinusoid_tasks
-from skmeta.tasks import as_tasks
 from skmeta.utils.estimator_checks import check_estimator
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "user_guide" / "code" / "layerwise_maml.py"

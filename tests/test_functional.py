@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from skmeta import functional as F
+from skmeta.algorithms.reptile import reptile_pseudo_gradient
 from skmeta.modules import BatchNorm, ConvNet
-from skmeta.reptile import reptile_pseudo_gradient
 
 MSE = nn.functional.mse_loss
 

@@ -12,8 +12,8 @@ from skorch.callbacks import EarlyStopping
 
 import skmeta
 from skmeta import MAMLClassifier, MAMLRegressor, PretrainedClassifier, TaskSplit, _container
+from skmeta.io import FORMAT_VERSION
 from skmeta.modules import MLP
-from skmeta.persistence import FORMAT_VERSION
 
 FAST = dict(max_epochs=1, verbose=0, random_state=0)
 

@@ -90,7 +90,7 @@ def _load_or_refuse(path, kind, models):
 def test_format_2_layout(files):
     data = files.data["adapted"]
     assert data[:8] == _container.MAGIC
-    assert int.from_bytes(data[8:12], "little") == skmeta.persistence.FORMAT_VERSION == 2
+    assert int.from_bytes(data[8:12], "little") == skmeta.io.FORMAT_VERSION == 2
     assert int.from_bytes(data[24:32], "little") == len(data)
     import hashlib
 

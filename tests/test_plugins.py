@@ -31,9 +31,9 @@ py-modules = ["skmeta_toy"]
 PLUGIN = '''
 """A toy skmeta plugin: MAML whose inner steps are clipped, in one file."""
 
-from skmeta.base import BaseMetaLearner, MetaRegressorMixin
+from skmeta.estimator import BaseMetaLearner, MetaRegressorMixin
 from skmeta.functional import InnerRule, query_loss
-from skmeta.parameters import FIRST_ORDER
+from skmeta.estimator.parameters import FIRST_ORDER
 
 
 def clipped_sgd(inner_lr):

@@ -75,17 +75,17 @@ def test_adapted_model_refuses_non_finite_outputs(maml, sinusoid_tasks):
 
 
 def test_pooled_r2_ranks_models_as_their_squared_error_does():
-    est = MAMLRegressor()
+    targets = MAMLRegressor().get_targets()
     # task 0 has a tiny query variance: a mean of per-task R² is dominated by it
     y = torch.tensor([[[0.0], [0.02]], [[-3.0], [3.0]]])
     close = torch.tensor([[[0.5], [-0.5]], [[-2.9], [2.9]]])   # MSE 0.13, bad on task 0
     far = torch.tensor([[[0.0], [0.0]], [[0.0], [0.0]]])       # MSE 4.5, fine on task 0
-    s_close, num_c, den_c = est._group_scores(y, close, None)
-    s_far, num_f, den_f = est._group_scores(y, far, None)
+    s_close, num_c, den_c = targets.group_scores(y, close, None)
+    s_far, num_f, den_f = targets.group_scores(y, far, None)
     assert ((close - y) ** 2).mean() < ((far - y) ** 2).mean()
     assert s_close.mean() < s_far.mean()  # the mean of per-task R² ranks them wrong
-    assert est._summarise(s_close, num_c, den_c) > est._summarise(s_far, num_f, den_f)
-    assert est._summarise(s_close, num_c, den_c) == pytest.approx(
+    assert targets.summarise(s_close, num_c, den_c) > targets.summarise(s_far, num_f, den_f)
+    assert targets.summarise(s_close, num_c, den_c) == pytest.approx(
         1 - float(((close - y) ** 2).sum()) / (0.0002 + 18.0), rel=1e-6)
 
 

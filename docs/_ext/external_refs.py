@@ -415,7 +415,7 @@ def _missing_reference(app, env, node, contnode):
 def _first_party(app, env, node, contnode):
     """A reference to a documented object of this project, written relative to another
     module: ``:meth:`BaseMetaLearner.adapt``` in the docstring of ``skmeta.AdaptedRegressor``
-    means ``skmeta.base.BaseMetaLearner.adapt``. Linked when exactly one documented object
+    means ``skmeta.estimator.BaseMetaLearner.adapt``. Linked when exactly one documented object
     of the project has that dotted suffix (Sphinx's own search only does this for targets
     written with a leading dot)."""
     from sphinx.util.nodes import make_refnode

@@ -3,7 +3,7 @@
 Everything here works on *parameter dictionaries* (``{name: tensor}``) and a
 module used only as a function through :func:`torch.func.functional_call`; nothing
 here edits ``module._parameters``, knows about skorch or holds state between
-calls. The estimators (:mod:`skmeta.base` and one module per algorithm) are a
+calls. The estimators (:mod:`skmeta.estimator` and one module per algorithm) are a
 thin shell around these functions.
 
 The pieces, in the order data flows through them:
@@ -68,6 +68,7 @@ from ._core import (
     meta_gradient,
     vmap_support,
 )
+from ._heads import example_inputs, head_is_last, last_layer
 from ._inner import Learner, adapt, check_head, predict, query_loss
 from ._rules import InnerRule, learned_lr, only, per_step_lr, ridge_head, sgd
 
@@ -88,6 +89,9 @@ __all__ = [
     "Learner",
     "query_loss",
     "check_head",
+    "last_layer",
+    "head_is_last",
+    "example_inputs",
     "adapt",
     "predict",
     "map_tasks",

@@ -57,6 +57,9 @@ class InnerRule(NamedTuple):
         replaces the gradient steps; see :meth:`Learner.run_inner`.
     name : str
         Shown in ``repr``.
+    inner_lr : float or None
+        The fixed step size of plain gradient steps, which ``adapt(inner_lr=...)`` may
+        override; None for rules whose rates are learned or that are not gradient steps.
 
     Examples
     --------
@@ -74,6 +77,7 @@ class InnerRule(NamedTuple):
     selects: Callable[[str], bool] = _every
     run: Callable[..., list[Params]] | None = None
     name: str = "rule"
+    inner_lr: float | None = None
 
     def __repr__(self) -> str:
         return f"InnerRule({self.name})"
@@ -109,7 +113,7 @@ def sgd(inner_lr: float) -> InnerRule:
                step: int) -> Params:
         return {k: p - lr * grads[k] for k, p in fast.items()}
 
-    return InnerRule(_no_state, update, name=f"sgd(inner_lr={inner_lr!r})")
+    return InnerRule(_no_state, update, name=f"sgd(inner_lr={inner_lr!r})", inner_lr=lr)
 
 
 def learned_lr(inner_lr: float) -> InnerRule:

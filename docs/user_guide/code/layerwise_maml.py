@@ -12,9 +12,8 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
-from skmeta.base import BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
+from skmeta.estimator import FIRST_ORDER, BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
 from skmeta.functional import InnerRule, Params, query_loss
-from skmeta.parameters import FIRST_ORDER
 
 __all__ = ["LayerwiseMAMLRegressor", "LayerwiseMAMLClassifier", "layerwise_lr"]
 
@@ -38,11 +37,11 @@ class _BaseLayerwiseMAML(BaseMetaLearner):
     supports_batched = True  # query_loss and the rule work on a task axis too
     _params = {"first_order": FIRST_ORDER}
 
-    def get_inner_rule(self, inner_lr=None):
-        if inner_lr is not None:
-            raise ValueError("LayerwiseMAML adapts with its learned rates; adapt(inner_lr=...) "
-                             "cannot override them.")
-        return layerwise_lr(self.inner_lr)
+    def get_inner_rule(self, inner_lr):
+        return layerwise_lr(inner_lr)  # learned rates: adapt(inner_lr=...) is refused
+
+    def uses_second_order(self):
+        return not self.first_order
 
     def task_objective(self, learner, task, engine):
         return query_loss(learner, task, steps=self.inner_steps, first_order=self.first_order,

@@ -6,17 +6,41 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
-from skorch.callbacks import LRScheduler
+from skorch.callbacks import Callback, LRScheduler
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
-from .base import BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
-from .functional import only, per_step_lr, sgd
-from .modules import BatchNorm
-from .parameters import FIRST_ORDER, Attribute, Param
+from ..estimator import (
+    FIRST_ORDER,
+    Attribute,
+    BaseMetaLearner,
+    MetaClassifierMixin,
+    MetaRegressorMixin,
+    Param,
+)
+from ..functional import only, per_step_lr, sgd
+from ..modules import BatchNorm
 
-__all__ = ["MAMLPlusPlusRegressor", "MAMLPlusPlusClassifier", "msl_weights"]
+__all__ = ["MAMLPlusPlusRegressor", "MAMLPlusPlusClassifier", "MAMLPlusPlusSchedule",
+           "msl_weights"]
 
 _EPOCHS = [Interval(Integral, 0, None, closed="left"), None]
+
+
+class MAMLPlusPlusSchedule(Callback):
+    """MAML++'s epoch schedules, as a skorch callback: at the start of every epoch it
+    sets the estimator's ``schedule_`` (derivative order, multi-step loss weights) from
+    the epoch's number (``len(net.history) - 1``), like skorch's ``LRScheduler``.
+
+    Examples
+    --------
+    >>> from skmeta import MAMLPlusPlusRegressor
+    >>> est = MAMLPlusPlusRegressor(max_epochs=30, inner_steps=2)
+    >>> est.schedule(0)["second_order"], est.schedule(10)["second_order"]
+    (False, True)
+    """
+
+    def on_epoch_begin(self, net, **kwargs):
+        net.schedule_ = net.schedule(max(len(net.history) - 1, 0))
 
 
 def msl_weights(n_steps: int, epoch: int, msl_epochs: int) -> np.ndarray:
@@ -40,7 +64,7 @@ def msl_weights(n_steps: int, epoch: int, msl_epochs: int) -> np.ndarray:
 
     Examples
     --------
-    >>> from skmeta.mamlpp import msl_weights
+    >>> from skmeta.algorithms.mamlpp import msl_weights
     >>> msl_weights(4, 0, 10).tolist()
     [0.25, 0.25, 0.25, 0.25]
     >>> msl_weights(4, 5, 10).round(4).tolist()
@@ -84,17 +108,38 @@ class _BaseMAMLPlusPlus(BaseMetaLearner):
             ["boolean"]),
     }
     _param_defaults = {"inner_steps": 5}
-    _attributes = {"per_step_bn_": Attribute("list of str", "The per-step batch-norm parameters.")}
-
-    def _epoch(self) -> int:
-        return max(len(self.history_ or []) - 1, 0)
+    _attributes = {"per_step_bn_": Attribute("list of str", "The per-step batch-norm parameters."),
+                   "schedule_": Attribute("dict", "This epoch's place in the schedules, set by the "
+                                          ":class:`MAMLPlusPlusSchedule` callback: "
+                                          "``second_order`` and the multi-step loss "
+                                          "``msl_weights`` (None once it is off).")}
 
     def _phase_epochs(self, value, share: int) -> int:
         return max(self.max_epochs // share, 1) if value is None else int(value)
 
-    def _uses_second_order(self) -> bool:
-        return not self.first_order and \
-            self._epoch() >= self._phase_epochs(self.first_order_epochs, 3)
+    def schedule(self, epoch: int) -> dict:
+        """The schedules at ``epoch`` (0-based): derivative order and multi-step loss weights.
+
+        Parameters
+        ----------
+        epoch : int
+
+        Returns
+        -------
+        schedule : dict
+            ``{"second_order": bool, "msl_weights": ndarray or None}``.
+        """
+        msl_epochs = self._phase_epochs(self.multi_step_loss_epochs, 10)
+        return {"second_order": not self.first_order and
+                epoch >= self._phase_epochs(self.first_order_epochs, 3),
+                "msl_weights": msl_weights(self.inner_steps, epoch, msl_epochs)
+                if epoch < msl_epochs else None}
+
+    def _schedule(self) -> dict:
+        return getattr(self, "schedule_", None) or self.schedule(0)
+
+    def uses_second_order(self) -> bool:
+        return self._schedule()["second_order"]
 
     def prepare_module(self, module):
         layers = [(n, m) for n, m in module.named_modules() if isinstance(m, BatchNorm)]
@@ -110,32 +155,26 @@ class _BaseMAMLPlusPlus(BaseMetaLearner):
                     self.per_step_bn_ += [f"{name}.weight", f"{name}.bias"]
         return module
 
-    def get_inner_rule(self, inner_lr=None):
-        if self.learn_inner_lr:
-            if inner_lr is not None:
-                raise ValueError("learn_inner_lr=True adapts with the learned per-step rates; "
-                                 "adapt(inner_lr=...) cannot override them.")
-            rule = per_step_lr(self.inner_lr, self.inner_steps)
-        else:
-            rule = sgd(self.inner_lr if inner_lr is None else inner_lr)
+    def get_inner_rule(self, inner_lr):
+        # LSLR learns its rates (no fixed step size: adapt(inner_lr=...) is refused)
+        rule = per_step_lr(inner_lr, self.inner_steps) if self.learn_inner_lr else sgd(inner_lr)
         frozen = frozenset(self.per_step_bn_)
         return only(lambda name: name not in frozen, rule) if frozen else rule
 
     def task_objective(self, learner, task, engine):
-        steps = self.inner_steps
+        steps, schedule = self.inner_steps, self._schedule()
         fasts = learner.run_inner(task.X_support, task.y_support, steps=steps, engine=engine,
-                                  first_order=not self._uses_second_order())
-        msl_epochs = self._phase_epochs(self.multi_step_loss_epochs, 10)
-        if self._epoch() >= msl_epochs:
+                                  first_order=not schedule["second_order"])
+        weights = schedule["msl_weights"]
+        if weights is None:
             return learner.loss(fasts[-1], task.X_query, task.y_query, step=steps - 1,
                                 engine=engine, mask=task.query_mask)
-        weights = msl_weights(steps, self._epoch(), msl_epochs)
         return sum(float(w) * learner.loss(fasts[k + 1], task.X_query, task.y_query, step=k,
                                            engine=engine, mask=task.query_mask)
                    for k, w in enumerate(weights))
 
     def get_default_callbacks(self):
-        callbacks = list(super().get_default_callbacks())
+        callbacks = list(super().get_default_callbacks()) + [("schedule", MAMLPlusPlusSchedule())]
         if self.cosine_annealing:  # set_params builds these too: values are checked at fit
             epochs, lr = self.max_epochs, self.lr if isinstance(self.lr, Real) else 1.0
             callbacks.append(("cosine_annealing", LRScheduler(policy=CosineAnnealingLR, T_max=max(

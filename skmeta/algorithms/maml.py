@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from .base import BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
-from .functional import query_loss
-from .parameters import FIRST_ORDER
+from ..estimator import FIRST_ORDER, BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
+from ..functional import query_loss
 
 __all__ = ["MAMLRegressor", "MAMLClassifier"]
 
@@ -20,6 +19,9 @@ class _BaseMAML(BaseMetaLearner):
     supports_batched = supports_query_mask = True
 
     _params = {"first_order": FIRST_ORDER}
+
+    def uses_second_order(self):
+        return not self.first_order
 
     def task_objective(self, learner, task, engine):
         return query_loss(learner, task, steps=self.inner_steps, first_order=self.first_order,

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from numbers import Real
 
-import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
-from .base import BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
-from .functional import Learner, check_head, query_loss, ridge_head
-from .parameters import Attribute, Param
+from ..estimator import Attribute, BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin, Param
+from ..functional import example_inputs, head_is_last, last_layer, query_loss, ridge_head
 
 __all__ = ["R2D2Regressor", "R2D2Classifier"]
 
@@ -40,31 +38,25 @@ class _BaseR2D2(BaseMetaLearner):
     _attributes = {"head_": Attribute("str", "The layer solved per task.")}
 
     def prepare_module(self, module):
-        name = self.head
-        if name is None:
-            name = [n for n, m in module.named_modules() if n and
-                    list(m.parameters(recurse=False))][-1]
-        layer = dict(module.named_modules()).get(name)
-        if not isinstance(layer, nn.Linear):
+        name = last_layer(module) if self.head is None else self.head
+        if not isinstance(dict(module.named_modules()).get(name), nn.Linear):
             raise ValueError(f"head={name!r} must name an nn.Linear layer of "
                              f"{type(module).__name__} (the layer solved per task).")
+        if hasattr(self, "input_shape_") and not head_is_last(
+                module, name, example_inputs(module, self.input_shape_, 3)):
+            raise ValueError(f"The submodule {name!r} is not the network's last operation: the "
+                             "network's output differs from the layer applied to its input, so "
+                             "it cannot be solved per task. Choose the last layer as head.")
         self.head_ = name
-        if hasattr(self, "input_shape_"):
-            learner = Learner(module, dict(module.named_parameters()), {}, self.get_task_loss,
-                              self.get_inner_rule(), head=name)
-            X = next(module.parameters()).new_empty((3, *self.input_shape_)).normal_()
-            check_head(learner, X)  # the solved layer must be the network's last operation
         return module
 
     def get_head(self):
         return self.head_
 
-    def get_inner_rule(self, inner_lr=None):
-        if inner_lr is not None:
-            raise ValueError(f"{type(self).__name__} solves its head in closed form; "
-                             "adapt(inner_lr=...) does not apply.")
-        return ridge_head(self.head_, self.alpha, classification=self._classification,
-                          prior=getattr(self, "prior", "zero"))
+    def get_inner_rule(self, inner_lr):
+        # a closed-form solve: no step size (adapt(inner_lr=...) is refused)
+        return ridge_head(self.head_, self.alpha, classification=self.get_targets().classification,
+                          prior=self.prior)
 
     def task_objective(self, learner, task, engine):
         return query_loss(learner, task, steps=self.inner_steps, engine=engine)
@@ -118,6 +110,9 @@ class R2D2Regressor(MetaRegressorMixin, _BaseR2D2):
 
 
 class R2D2Classifier(MetaClassifierMixin, _BaseR2D2):
+    targets = "one-hot"  # ridge regression onto one-hot rows; any number of classes at adapt
+    prior = "zero"  # the ridge penalty shrinks toward zero (R2-D2 as published)
+
     __doc__ = """R2-D2 for few-shot classification: ridge regression onto one-hot targets.
 
     The head is solved per task by ridge regression of one-hot support labels on
@@ -142,12 +137,3 @@ class R2D2Classifier(MetaClassifierMixin, _BaseR2D2):
     >>> clf.adapt(X[:50], y[:50]).classes_.tolist()  # 5 classes, though n_way=3
     [0, 1, 2, 3, 4]
     """
-
-    def _encode_targets(self, ys, yq, *, rng, where):
-        n_way = self.n_way if rng is not None else max(self.n_way, len(np.unique(ys)))
-        classes, ys, yq = super()._encode_targets(ys, yq, rng=rng, where=where, n_way=n_way)
-        return classes, np.eye(n_way if rng is not None else len(classes),
-                               dtype=np.int64)[ys], yq  # one-hot rows: the ridge targets
-
-    def _adapted_n_outputs(self, classes) -> int:
-        return len(classes)

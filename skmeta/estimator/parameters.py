@@ -22,6 +22,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
 import textwrap
 from collections.abc import Callable
@@ -29,13 +30,15 @@ from numbers import Integral, Real
 from typing import Any
 
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
+from skorch import NeuralNet
 from torch import nn
 
-from .modules import MLP
+from ..modules import MLP
+from ..registry import register
 
 __all__ = ["Param", "Attribute", "build_table", "install", "SHARED_PARAMS", "SHARED_ATTRIBUTES",
-           "FIRST_ORDER"]
+           "FIRST_ORDER", "ParameterizedNet"]
 
 _SECTIONS = ("See Also", "Notes", "References", "Examples")
 
@@ -65,10 +68,22 @@ class Param:
 
 @dataclasses.dataclass(frozen=True)
 class Attribute:
-    """One fitted attribute, for the "Attributes" section of the docstring."""
+    """One fitted attribute: its numpydoc type and description, and whether it is saved.
+
+    Parameters
+    ----------
+    type : str
+        The numpydoc type.
+    doc : str
+        The description (the "Attributes" section of the class docstring).
+    saved : bool, default=False
+        Whether :func:`skmeta.save` stores it (plain data set at ``fit``, such as the
+        layer an algorithm adapts); tensors and modules are saved on their own.
+    """
 
     type: str
     doc: str
+    saved: bool = False
 
 
 def _merged(cls: type, name: str) -> dict:
@@ -142,6 +157,7 @@ def install(cls: type, init: Callable | None) -> None:
     """
     table = build_table(cls)
     cls._param_table = table
+    cls._attribute_table = _merged(cls, "_attributes")
     cls._parameter_constraints = {k: p.constraints for k, p in table.items()
                                   if p.constraints is not None}
     parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
@@ -162,7 +178,7 @@ def install(cls: type, init: Callable | None) -> None:
         cls.__init__ = __init__
     if cls.__doc__ and not cls.__name__.startswith("_"):
         cls.__doc__ = _document(cls.__doc__, table, _merged(cls, "_attributes"),
-                                _merged(cls, "_doc_variables"))
+                                {"per_class": "", **_merged(cls, "_doc_variables")})
 
 
 # ------------------------------------------------------- the shared parameters
@@ -234,7 +250,7 @@ SHARED_PARAMS: dict[str, Param] = {
                          "group (e.g. launched with ``torchrun``): each process computes its "
                          "share of every meta-batch and the meta-gradients are averaged across "
                          "processes, giving the meta-parameters of a one-process run with the "
-                         "same ``random_state``. See :mod:`skmeta.distributed`.", ["boolean"]),
+                         "same ``random_state``. See :mod:`skmeta.parallel`.", ["boolean"]),
     "compile": Param(False, "bool", "Passed to skorch (``torch.compile`` of the module).",
                      ["boolean"]),
     "torch_load_kwargs": Param(None, "dict or None", "Passed to skorch for loading parameters.",
@@ -247,14 +263,129 @@ FIRST_ORDER = Param(False, "bool", "Drop the second-order terms of the meta-grad
 
 SHARED_ATTRIBUTES: dict[str, Attribute] = {
     "module_": Attribute("torch.nn.Module", "The network holding the meta-parameters."),
-    "inner_state_": Attribute("skmeta.base.InnerState", "The inner rule's learnable state (e.g. "
-                              "learned inner learning rates), meta-learned with the network; "
-                              "empty for plain gradient steps."),
+    "inner_state_": Attribute("skmeta.estimator.InnerState", "The inner rule's learnable "
+                              "state (e.g. learned inner learning rates), meta-learned with the "
+                              "network; empty for plain gradient steps."),
     "history_": Attribute("skorch.History", "Per epoch: ``train_loss`` (the mean meta-training "
                           "loss) and, with a ``train_split``, ``valid_loss`` (the mean query loss "
                           "after adaptation on the validation tasks)."),
-    "input_shape_": Attribute("tuple of int", "The shape of one example."),
-    "n_outputs_": Attribute("int", "The network's output size."),
+    "input_shape_": Attribute("tuple of int", "The shape of one example.", saved=True),
+    "n_outputs_": Attribute("int", "The network's output size.", saved=True),
+    "seed_": Attribute("int", "The seed drawn from ``random_state`` at initialisation, from which "
+                       "the network's initial weights and the task streams are drawn.",
+                       saved=True),
     "engine_": Attribute("dict", 'The engine used for ``"train"`` and ``"adapt"`` work (decided '
                          'by timing with ``engine="auto"``).'),
 }
+
+
+class ParameterizedNet(NeuralNet):
+    """skorch's ``NeuralNet`` with skmeta's hyper-parameters: one table per class.
+
+    Every subclass gets its ``__init__`` signature, docstring sections and
+    constraints from its merged ``_params`` table (:func:`install`) and is registered
+    (:mod:`skmeta.registry`). Parameters are stored as given and validated when
+    fitting starts (``_check_params``), as scikit-learn recommends; an unknown
+    keyword is refused with the closest known name.
+    """
+
+    _params: dict[str, Param] = SHARED_PARAMS
+    _attributes: dict[str, Attribute] = SHARED_ATTRIBUTES
+    _param_table: dict[str, Param] = {}
+    _attribute_table: dict[str, Attribute] = {}
+    _skmeta_role = "meta-learner"
+    _skmeta_kind: str | None = None  # "regressor" or "classifier", from the target mixin
+
+    # Fitted state starts as class attributes, so that __init__ sets parameters only
+    # (skorch sets these three in __init__; its code only needs them to exist).
+    history_ = None
+    initialized_ = False
+    virtual_params_: dict = {}
+
+    # skorch attributes that skmeta does not expose as parameters
+    iterator_train = None
+    iterator_valid = None
+    dataset = None
+    predict_nonlinearity = None
+    use_caching = "auto"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        owner = next(k for k in cls.__mro__ if "__init__" in vars(k))
+        own = getattr(owner.__init__, "_skmeta_generated", False) or owner is ParameterizedNet
+        install(cls, ParameterizedNet._store if own else None)
+        register(cls)
+
+    def __init__(self, module=MLP, **kwargs):
+        self._store(module, **kwargs)
+
+    def _store(self, module, **kwargs) -> None:
+        # NeuralNet.__init__ would add skorch parameters that do not apply to tasks
+        # (iterator_*, dataset, predict_nonlinearity, use_caching); we store ours and
+        # reproduce the rest of its bookkeeping. vars().update bypasses skorch's
+        # __setattr__, which treats torch modules set after construction specially.
+        values = {"module": module}
+        for name, p in self._param_table.items():
+            if name != "module":
+                values[name] = kwargs.pop(name, p.default)
+        vars(self).update(values)
+        self._check_deprecated_params(**kwargs)
+        for fitted in ("history", "initialized_", "virtual_params_"):
+            if fitted in kwargs:  # skorch's private constructor arguments
+                setattr(self, fitted if fitted.endswith("_") else "history_", kwargs.pop(fitted))
+        self._params_to_validate = set(kwargs.keys())
+        vars(self).update(kwargs)
+
+    # ------------------------------------------------------------------ params
+
+    def _get_param_names(self):
+        # skorch lists every public attribute; drop private bookkeeping such as
+        # _params_to_validate, which skorch itself leaks into get_params.
+        return [k for k in super()._get_param_names() if not k.startswith("_")]
+
+    def set_params(self, **params):
+        """Set parameters (validated when fitting starts, as scikit-learn recommends).
+
+        Parameters
+        ----------
+        **params : dict
+            Parameter names mapped to their new values, including ``module__*``,
+            ``optimizer__*`` and ``callbacks__*``.
+
+        Returns
+        -------
+        self : object
+        """
+        if "callbacks" in params:
+            callbacks = params["callbacks"]
+            # skorch initialises the callbacks now, from the value already set: set it
+            # first, and leave a value that is not a list to the check at fit
+            vars(self)["callbacks"] = callbacks
+            if not (callbacks is None or isinstance(callbacks, (list, tuple))
+                    or (isinstance(callbacks, str) and callbacks == "disable")):
+                del params["callbacks"]
+        return super().set_params(**params)
+
+    def _check_params(self) -> None:
+        validate_parameter_constraints(self._parameter_constraints,
+                                       self.get_params(deep=False),
+                                       caller_name=type(self).__name__)
+
+    def _validate_params(self):
+        known = (set(self._get_param_names()) | set(self._param_table)) \
+            - self._params_to_validate
+        for key in sorted(self._params_to_validate):
+            if "__" in key or key.endswith("_") or key in self.prefixes_:
+                continue
+            if any(key.startswith(p) for p in self.prefixes_):
+                continue  # skorch explains the missing double underscore
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{type(self).__name__} got an unexpected parameter {key!r}.{hint}")
+        super()._validate_params()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = False  # tasks carry their own targets
+        tags.non_deterministic = False
+        return tags

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from .base import BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
-from .functional import learned_lr, query_loss
-from .parameters import FIRST_ORDER
+from ..estimator import FIRST_ORDER, BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
+from ..functional import learned_lr, query_loss
 
 __all__ = ["MetaSGDRegressor", "MetaSGDClassifier"]
 
@@ -24,13 +23,11 @@ class _BaseMetaSGD(BaseMetaLearner):
                    "rates are then meta-learned; ``adapt`` uses the learned ones and refuses an "
                    "``inner_lr`` override)."}
 
-    def get_inner_rule(self, inner_lr=None):
-        if inner_lr is not None:
-            raise ValueError(f"{type(self).__name__} adapts with its learned per-parameter "
-                             "learning rates (inner_state_); adapt(inner_lr=...) cannot "
-                             "override them. Leave inner_lr unset, or use MAMLRegressor / "
-                             "MAMLClassifier for a fixed step size.")
-        return learned_lr(self.inner_lr)
+    def get_inner_rule(self, inner_lr):
+        return learned_lr(inner_lr)  # no fixed step size: adapt(inner_lr=...) is refused
+
+    def uses_second_order(self):
+        return not self.first_order
 
     def task_objective(self, learner, task, engine):
         return query_loss(learner, task, steps=self.inner_steps, first_order=self.first_order,

@@ -2,7 +2,7 @@
 
 ``pickle`` (and ``joblib``) run code while loading, so a model file from someone
 else can do anything. :func:`save` writes skmeta's own container (format version
-2, see :mod:`skmeta._container`): magic bytes, the format version, a JSON header,
+2, see :mod:`skmeta.io.container`): magic bytes, the format version, a JSON header,
 the raw bytes of every tensor and a SHA-256 over all of it. There is no pickle in
 it; loading parses JSON and reinterprets bytes as tensors.
 
@@ -52,8 +52,9 @@ import torch
 from skorch.exceptions import DeviceWarning
 from torch import nn
 
-from . import _container, registry
-from ._version import __version__
+from .. import registry
+from .._version import __version__
+from . import container as _container
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
 
@@ -70,8 +71,6 @@ _TRAINING_ONLY = ("callbacks", "train_split")
 #: the group holds. It is built by ``initialize()`` and its state loaded after it. Storing
 #: more learnable state (such as learned per-parameter inner learning rates) is one entry.
 _EXTRA_GROUPS: dict[str, str] = {"inner_state": "inner_state_"}
-_ADAPTED_ATTRIBUTES = ("module_class_", "module_kwargs_", "device_", "input_shape_", "y_ndim_",
-                       "meta_estimator_", "classes_", "adapt_steps_", "inner_lr_", "step_")
 
 
 # ----------------------------------------------------------------- JSON codec
@@ -296,7 +295,7 @@ def save(obj: Any, path: str | os.PathLike) -> None:
             raise ValueError("This adapted model's network was passed as an instance and "
                              "cannot be rebuilt from its class; use pickle/joblib.")
         params = {}
-        attrs = {k: _encode(getattr(obj, k), k) for k in _ADAPTED_ATTRIBUTES if hasattr(obj, k)}
+        attrs = {k: _encode(getattr(obj, k), k) for k in obj.saved_fields() if hasattr(obj, k)}
         groups = {"module": _cpu_state(obj.module_)}
         kind, extra = "adapted", {}
     else:
@@ -485,7 +484,7 @@ def load(path: str | os.PathLike, *, trusted_modules: Iterable[str] = ()) -> Any
 
     The file's length and SHA-256 checksum are verified before its header is
     read, and the network's shapes are checked against the file's tensors before
-    any memory is allocated for it (see :mod:`skmeta.persistence`).
+    any memory is allocated for it (see :mod:`skmeta.io`).
 
     Parameters
     ----------
@@ -587,7 +586,7 @@ def _build(header: dict, groups: dict[str, dict[str, torch.Tensor]], optimizer_s
 
 
 def _build_adapted(cls: type, attrs: dict, groups: dict, file: str, budget: int) -> Any:
-    unknown = sorted(set(attrs) - set(_ADAPTED_ATTRIBUTES))
+    unknown = sorted(set(attrs) - set(cls.saved_fields()))
     if unknown:
         raise ValueError(f"{file!r} is malformed: unknown attributes {unknown}.")
     module_class, kwargs = attrs.get("module_class_"), attrs.get("module_kwargs_")

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import torch
 from torch import nn
 
-from .base import BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
-from .functional import Learner, TaskBatch
-from .parameters import Attribute
+from ..estimator import Attribute, BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
+from ..functional import Learner, TaskBatch, last_layer
 
 __all__ = ["PretrainedRegressor", "PretrainedClassifier", "joint_task_loss"]
 
@@ -39,7 +37,7 @@ def joint_task_loss(learner: Learner, task: TaskBatch, engine: str = "vmap") -> 
     >>> import torch
     >>> from torch import nn
     >>> from skmeta import functional as F
-    >>> from skmeta.pretrained import joint_task_loss
+    >>> from skmeta.algorithms.pretrained import joint_task_loss
     >>> net = nn.Linear(1, 1)
     >>> learner = F.Learner(net, dict(net.named_parameters()), {}, nn.functional.mse_loss,
     ...                     F.sgd(0.1))
@@ -129,64 +127,17 @@ class PretrainedClassifier(MetaClassifierMixin, _BasePretrained):
     (6,)
     """
 
+    targets = "pooled-labels"  # one label space over the training tasks, n_way per task after
     _attributes = {"pretrain_classes_": Attribute(
-        "ndarray", "The pooled training classes, in the order of the pre-training outputs.")}
-
-    def _prepare_fit(self, X, y, groups):
-        tasks = super()._prepare_fit(X, y, groups)
-        if not (self.warm_start and self.initialized_):
-            source = getattr(tasks, "_raw", tasks)
-            if hasattr(source, "classes_"):  # an EpisodeSampler knows its pool's classes
-                classes = np.asarray(source.classes_)
-            else:  # reads every task's labels once
-                labels = []
-                for i in range(len(tasks)):
-                    t = tasks[i]
-                    labels.append(np.asarray(t[1]))
-                    if len(t) == 4 and t[3] is not None:
-                        labels.append(np.asarray(t[3]))
-                kinds = {("str" if a.dtype.kind in "USO" else "number") for a in labels}
-                if len(kinds) > 1:
-                    raise TypeError("The tasks' labels mix types (str and numbers); "
-                                    "PretrainedClassifier pools them into one label space, so "
-                                    "use labels of one type.")
-                classes = np.unique(np.concatenate(labels))
-            self.pretrain_classes_ = classes
-        return tasks
-
-    def _saved_attributes(self) -> list[str]:
-        return super()._saved_attributes() + ["pretrain_classes_"]
-
-    def _adapted_n_outputs(self, classes) -> int:
-        return int(self.n_way)  # adaptation uses a fresh n_way head
-
-    def _n_outputs(self) -> int | None:
-        return len(self.pretrain_classes_) if hasattr(self, "pretrain_classes_") else None
-
-    def _encode_targets(self, ys, yq, *, rng, where):
-        if rng is None:  # adaptation / evaluation: the task's own n_way labels
-            return super()._encode_targets(ys, yq, rng=None, where=where)
-
-        def glob(a):
-            if a is None:
-                return None
-            idx = np.searchsorted(self.pretrain_classes_, a)
-            idx = np.minimum(idx, len(self.pretrain_classes_) - 1)
-            if np.any(self.pretrain_classes_[idx] != a):
-                raise ValueError(f"{where} has labels outside the pre-training classes.")
-            return idx.astype(np.int64)
-
-        return None, glob(ys), glob(yq)
+        "ndarray", "The pooled training classes, in the order of the pre-training outputs.",
+        saved=True)}
 
     def get_adaptation_module(self) -> nn.Module:
         """A copy of the network whose last linear layer is a fresh ``n_way`` head."""
         n_classes = len(self.pretrain_classes_)
-        head_name = None
-        for name, sub in self.module_.named_modules():
-            if isinstance(sub, nn.Linear):
-                head_name = name
-        head = self.module_.get_submodule(head_name) if head_name else None
-        if head is None or head.out_features != n_classes:
+        head_name = last_layer(self.module_, nn.Linear)
+        head = self.module_.get_submodule(head_name)
+        if head.out_features != n_classes:
             raise ValueError("PretrainedClassifier needs a network whose last layer is an "
                              f"nn.Linear with one output per pre-training class ({n_classes}).")
         module = copy.deepcopy(self.module_)

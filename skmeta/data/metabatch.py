@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .functional import TaskBatch
-from .tasks import check_task_size, group_by_shape, split_task
+from ..functional import TaskBatch
+from .checks import check_task_size
+from .split import split_task
 
 __all__ = ["TaskSplit", "MetaBatch", "MetaBatchIterator", "make_meta_batch"]
 
@@ -98,7 +99,7 @@ class MetaBatch:
     Examples
     --------
     >>> import torch
-    >>> from skmeta.batching import MetaBatch
+    >>> from skmeta.data.metabatch import MetaBatch
     >>> from skmeta.functional import TaskBatch
     >>> batch = MetaBatch([([0, 1], TaskBatch(torch.zeros(2, 3, 1), torch.zeros(2, 3, 1)))],
     ...                   None, [7, 9])
@@ -145,7 +146,7 @@ def make_meta_batch(tasks: Sequence, indices: Any, rng: np.random.Generator, *, 
     Parameters
     ----------
     tasks : sequence of tasks
-        A :class:`~skmeta.tasks.TaskSequence`.
+        A :class:`~skmeta.data.TaskSequence`.
     indices : array-like of int
         Which tasks.
     rng : numpy.random.Generator
@@ -281,3 +282,23 @@ class MetaBatchIterator:
         for start in range(0, len(order), net.batch_size):
             yield net.get_meta_batch(self.tasks, order[start:start + net.batch_size], rng,
                                      training=self.training)
+
+
+def group_by_shape(split_tasks: Sequence[tuple]) -> list[tuple[list[int], tuple]]:
+    """Group split tasks by array shapes and stack each group along a new task axis.
+
+    Returns ``[(positions, (Xs, ys, Xq, yq)), ...]`` with stacked arrays (``None``
+    for absent query sets).
+    """
+    buckets: dict[tuple, list[int]] = {}
+    for i, t in enumerate(split_tasks):
+        key = tuple(None if a is None else (a.shape, a.dtype.str) for a in t)
+        buckets.setdefault(key, []).append(i)
+    out = []
+    for positions in buckets.values():
+        arrays = tuple(
+            None if split_tasks[positions[0]][j] is None
+            else np.stack([split_tasks[i][j] for i in positions])
+            for j in range(4))
+        out.append((positions, arrays))
+    return out

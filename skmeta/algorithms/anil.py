@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import torch
-
-from .base import BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
-from .functional import Learner, check_head, only, query_loss, sgd
-from .parameters import FIRST_ORDER, Attribute, Param
+from ..estimator import (
+    FIRST_ORDER,
+    Attribute,
+    BaseMetaLearner,
+    MetaClassifierMixin,
+    MetaRegressorMixin,
+    Param,
+)
+from ..functional import example_inputs, head_is_last, last_layer, only, query_loss, sgd
 
 __all__ = ["ANILRegressor", "ANILClassifier"]
 
@@ -29,14 +33,15 @@ class _BaseANIL(BaseMetaLearner):
                       "parameters. The outer loop trains every parameter."),
     }
     _attributes = {
-        "head_": Attribute("list of str", "The adapted submodules."),
+        "head_": Attribute("list of str", "The adapted submodules.", saved=True),
         "head_only_": Attribute("bool", "Whether the inner loop runs the head alone on features "
                                 "computed once per task (the head is the network's last "
-                                "operation), rather than the whole network at every step."),
+                                "operation), rather than the whole network at every step.",
+                                saved=True),
     }
 
     def prepare_module(self, module):
-        names = self.head if self.head is not None else [_last_layer(module)]
+        names = self.head if self.head is not None else [last_layer(module)]
         names = [names] if isinstance(names, str) else list(names)
         known = dict(module.named_modules())
         for name in names:
@@ -45,45 +50,24 @@ class _BaseANIL(BaseMetaLearner):
                                  f"{type(module).__name__}; choose among "
                                  f"{[n for n, m in known.items() if n and list(m.parameters())]}.")
         self.head_ = names
-        self.head_only_ = False
-        if len(names) == 1 and hasattr(self, "input_shape_"):
-            X = torch.randn(4, *self.input_shape_, generator=torch.Generator().manual_seed(0))
-            learner = Learner(module, dict(module.named_parameters()),
-                              dict(module.named_buffers()), self.get_task_loss,
-                              only(names, sgd(self.inner_lr)), head=names[0])
-            was = module.training
-            module.eval()  # dropout would make the two passes differ
-            try:
-                check_head(learner, X.to(next(module.parameters()).dtype))
-                self.head_only_ = True
-            except ValueError:
-                self.head_only_ = False  # still exact: the whole network runs at every step
-            finally:
-                module.train(was)
+        # the head alone on features computed once, when it is the network's last operation
+        # (else still exact: the whole network runs at every step)
+        self.head_only_ = len(names) == 1 and hasattr(self, "input_shape_") and head_is_last(
+            module, names[0], example_inputs(module, self.input_shape_))
         return module
 
     def get_head(self):
         return self.head_[0] if self.head_only_ else None
 
-    def get_inner_rule(self, inner_lr=None):
-        return only(self.head_, sgd(self.inner_lr if inner_lr is None else inner_lr))
+    def get_inner_rule(self, inner_lr):
+        return only(self.head_, sgd(inner_lr))
+
+    def uses_second_order(self):
+        return not self.first_order
 
     def task_objective(self, learner, task, engine):
         return query_loss(learner, task, steps=self.inner_steps, first_order=self.first_order,
                           engine=engine)
-
-    def _saved_attributes(self):
-        return super()._saved_attributes() + ["head_", "head_only_"]
-
-
-def _last_layer(module) -> str:
-    last = None
-    for name, sub in module.named_modules():
-        if name and list(sub.parameters(recurse=False)):
-            last = name
-    if last is None:
-        raise ValueError(f"{type(module).__name__} has no layer with parameters to adapt.")
-    return last
 
 
 _REFERENCES = """

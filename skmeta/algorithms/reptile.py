@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
-from .functional import Learner, Params, TaskBatch
+from ..estimator import BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
+from ..functional import Learner, Params, TaskBatch
 
 __all__ = ["ReptileRegressor", "ReptileClassifier", "reptile_pseudo_gradient"]
 
@@ -41,7 +41,7 @@ def reptile_pseudo_gradient(learner: Learner, task: TaskBatch, *, steps: int,
     >>> import torch
     >>> from torch import nn
     >>> from skmeta import functional as F
-    >>> from skmeta.reptile import reptile_pseudo_gradient
+    >>> from skmeta.algorithms.reptile import reptile_pseudo_gradient
     >>> net = nn.Linear(1, 1)
     >>> learner = F.Learner(net, dict(net.named_parameters()), {}, nn.functional.mse_loss,
     ...                     F.sgd(0.1)).detached()

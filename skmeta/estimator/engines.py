@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .functional import vmap_support
+from ..functional import vmap_support
 
 __all__ = ["EngineChooser"]
 
@@ -62,7 +62,7 @@ class EngineChooser:
     Examples
     --------
     >>> from torch import nn
-    >>> from skmeta.engines import EngineChooser
+    >>> from skmeta.estimator.engines import EngineChooser
     >>> chooser = EngineChooser("auto", "cpu")
     >>> chooser.engine_for("adapt", nn.Linear(2, 1), n_tasks=1)  # nothing to time
     'vmap'

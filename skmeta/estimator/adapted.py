@@ -10,6 +10,7 @@ machine without CUDA (on the CPU, with a warning).
 from __future__ import annotations
 
 import copy
+import textwrap
 import warnings
 from collections.abc import Mapping
 
@@ -20,12 +21,13 @@ from sklearn.exceptions import NotFittedError
 from skorch.exceptions import DeviceWarning
 from torch import nn
 
-from .functional import inner_step
-from .persistence import save as _save
-from .registry import register_adapted
-from .tasks import check_task_arrays
+from ..data.checks import check_task_arrays
+from ..functional import inner_step
+from ..io.format import save as _save
+from ..registry import register_adapted
+from .parameters import Attribute
 
-__all__ = ["AdaptedRegressor", "AdaptedClassifier", "copy_module"]
+__all__ = ["AdaptedRegressor", "AdaptedClassifier", "copy_module", "FIELDS"]
 
 
 def copy_module(module: nn.Module, params: Mapping[str, torch.Tensor]) -> nn.Module:
@@ -51,7 +53,7 @@ def copy_module(module: nn.Module, params: Mapping[str, torch.Tensor]) -> nn.Mod
     --------
     >>> import torch
     >>> from torch import nn
-    >>> from skmeta.adapted import copy_module
+    >>> from skmeta.estimator.adapted import copy_module
     >>> net = nn.Linear(2, 1)
     >>> twin = copy_module(net, {"weight": torch.zeros(1, 2), "bias": torch.ones(1)})
     >>> twin(torch.ones(1, 2)).item(), net.weight.abs().sum().item() > 0
@@ -77,6 +79,41 @@ def copy_module(module: nn.Module, params: Mapping[str, torch.Tensor]) -> nn.Mod
     return copy_tree(module, "")
 
 
+#: The fields of an adapted model, declared once: documented in the classes' docstrings,
+#: set by :meth:`_AdaptedModel.from_task`, and (``saved``) stored by :func:`skmeta.save`.
+FIELDS: dict[str, Attribute] = {
+    "classes_": Attribute("ndarray", "The task's labels (from the support set), in output "
+                          "order.", saved=True),
+    "module_": Attribute("torch.nn.Module", "The network holding the task's adapted weights "
+                         "(evaluation mode; plain tensors that do not require grad)."),
+    "device_": Attribute("str", 'The device the network is on (``"cpu"`` after loading a CUDA '
+                         "model on a machine without CUDA).", saved=True),
+    "input_shape_": Attribute("tuple of int", "The shape of one example.", saved=True),
+    "n_features_in_": Attribute("int", "The number of input values per example (the product "
+                                "of ``input_shape_``)."),
+    "adapt_steps_": Attribute("int", "The number of inner steps taken on the support set.",
+                              saved=True),
+    "inner_lr_": Attribute("float or str", 'The inner learning rate of those steps '
+                           '(``"learned"`` for rules without a fixed step size).', saved=True),
+    "meta_estimator_": Attribute("str", "The class name of the meta-learner it was adapted "
+                                 "from.", saved=True),
+    "y_ndim_": Attribute("int", "1 if the support targets were 1-D (predictions are then 1-D "
+                         "too), else 2.", saved=True),
+    "step_": Attribute("int", "The index of the last inner step (read by per-step layers).",
+                       saved=True),
+    "module_class_": Attribute("type", "The network's class, to rebuild it from a file.",
+                               saved=True),
+    "module_kwargs_": Attribute("dict", "The network's constructor arguments.", saved=True),
+}
+_DOCUMENTED = ("module_", "device_", "input_shape_", "n_features_in_", "adapt_steps_",
+               "inner_lr_", "meta_estimator_", "y_ndim_")
+
+
+def _attributes_doc(names) -> str:
+    return "".join(f"\n    {n} : {FIELDS[n].type}\n" + textwrap.fill(
+        FIELDS[n].doc, 80, initial_indent=" " * 8, subsequent_indent=" " * 8) for n in names)
+
+
 class _AdaptedModel(BaseEstimator):
     """A model adapted to one task: a module copy with the task's weights."""
 
@@ -89,21 +126,29 @@ class _AdaptedModel(BaseEstimator):
             register_adapted(cls)
 
     @classmethod
-    def _from_meta(cls, meta, module: nn.Module, classes, y_ndim: int, *, adapt_steps: int,
-                   inner_lr: str) -> _AdaptedModel:
+    def saved_fields(cls) -> tuple[str, ...]:
+        """The fields :func:`skmeta.save` stores (the network is saved on its own)."""
+        return tuple(k for k, a in FIELDS.items() if a.saved)
+
+    @classmethod
+    def from_task(cls, module: nn.Module, *, classes, y_ndim: int, device, input_shape,
+                  meta_estimator: str, adapt_steps: int, inner_lr,
+                  module_class_=None, module_kwargs_=None) -> _AdaptedModel:
+        """The model of one task: ``module`` holds its adapted weights (see :data:`FIELDS`)."""
         self = cls()
         self.module_ = module
-        device = meta._group().device
         self.device_ = str(device) if device is not None else "cpu"
-        self.input_shape_ = tuple(meta.input_shape_)
+        self.input_shape_ = tuple(input_shape)
         self.n_features_in_ = int(np.prod(self.input_shape_))
         self.y_ndim_ = y_ndim
-        self.meta_estimator_ = type(meta).__name__
+        self.meta_estimator_ = meta_estimator
         self.adapt_steps_ = int(adapt_steps)
         self.inner_lr_ = inner_lr
         self.step_ = max(int(adapt_steps) - 1, 0)
         if classes is not None:
             self.classes_ = classes
+        if module_class_ is not None:  # rebuildable from its class (safe format)
+            self.module_class_, self.module_kwargs_ = module_class_, module_kwargs_
         return self
 
     def _forward(self, X) -> torch.Tensor:
@@ -172,33 +217,11 @@ class _AdaptedModel(BaseEstimator):
         return f"{type(self).__name__}(from {getattr(self, 'meta_estimator_', '?')})"
 
 
-_ATTRIBUTES = """
-    module_ : torch.nn.Module
-        The network holding the task's adapted weights (evaluation mode; plain
-        tensors that do not require grad).
-    device_ : str
-        The device the network is on (``"cpu"`` after loading a CUDA model on a
-        machine without CUDA).
-    input_shape_ : tuple of int
-        The shape of one example.
-    n_features_in_ : int
-        The number of input values per example (the product of ``input_shape_``).
-    adapt_steps_ : int
-        The number of inner steps taken on the support set.
-    inner_lr_ : float or str
-        The inner learning rate of those steps (``"learned"`` for rules with learned
-        rates).
-    meta_estimator_ : str
-        The class name of the meta-learner it was adapted from."""
-
-
 class AdaptedRegressor(RegressorMixin, _AdaptedModel):
     __doc__ = """A regressor adapted to one task by a meta-learner's ``adapt``.
 
     Attributes
-    ----------""" + _ATTRIBUTES + """
-    y_ndim_ : int
-        1 if the support targets were 1-D (predictions are then 1-D too), else 2.
+    ----------""" + _attributes_doc(_DOCUMENTED) + """
 
     Examples
     --------
@@ -236,11 +259,7 @@ class AdaptedClassifier(ClassifierMixin, _AdaptedModel):
     __doc__ = """A classifier adapted to one task by a meta-learner's ``adapt``.
 
     Attributes
-    ----------
-    classes_ : ndarray
-        The task's labels (from the support set), in output order.""" + _ATTRIBUTES + """
-    y_ndim_ : int
-        The number of dimensions of the support labels (1).
+    ----------""" + _attributes_doc(("classes_",) + _DOCUMENTED) + """
 
     Examples
     --------
