@@ -9,43 +9,15 @@ floor :mod:`skmeta.functional` (the pure inner loop and engines),
 :mod:`skmeta.datasets`.
 """
 
-from . import _paths
+from . import _paths, algorithms
 from ._version import __version__  # noqa: F401 - the package version
-from .algorithms import (
-    ANILClassifier,
-    ANILRegressor,
-    MAMLClassifier,
-    MAMLPlusPlusClassifier,
-    MAMLPlusPlusRegressor,
-    MAMLRegressor,
-    MetaSGDClassifier,
-    MetaSGDRegressor,
-    PretrainedClassifier,
-    PretrainedRegressor,
-    R2D2Classifier,
-    R2D2Regressor,
-    ReptileClassifier,
-    ReptileRegressor,
-)
+from .algorithms import *  # noqa: F403 - every algorithm (skmeta.algorithms.__all__)
 from .data import EpisodeSampler, Task, TaskSplit, TaskTransformer
 from .estimator import AdaptedClassifier, AdaptedRegressor
 from .io import load, save
 
 __all__ = [
-    "MAMLRegressor",
-    "MAMLClassifier",
-    "MetaSGDRegressor",
-    "MetaSGDClassifier",
-    "ANILRegressor",
-    "ANILClassifier",
-    "MAMLPlusPlusRegressor",
-    "MAMLPlusPlusClassifier",
-    "R2D2Regressor",
-    "R2D2Classifier",
-    "ReptileRegressor",
-    "ReptileClassifier",
-    "PretrainedRegressor",
-    "PretrainedClassifier",
+    *algorithms.__all__,
     "AdaptedRegressor",
     "AdaptedClassifier",
     "Task",

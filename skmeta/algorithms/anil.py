@@ -10,7 +10,7 @@ from ..estimator import (
     MetaRegressorMixin,
     Param,
 )
-from ..functional import example_inputs, head_is_last, last_layer, only, query_loss, sgd
+from ..functional import example_inputs, head_is_last, last_layer, only, sgd
 
 __all__ = ["ANILRegressor", "ANILClassifier"]
 
@@ -65,9 +65,6 @@ class _BaseANIL(BaseMetaLearner):
     def uses_second_order(self):
         return not self.first_order
 
-    def task_objective(self, learner, task, engine):
-        return query_loss(learner, task, steps=self.inner_steps, first_order=self.first_order,
-                          engine=engine)
 
 
 _REFERENCES = """

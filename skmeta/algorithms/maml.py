@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..estimator import FIRST_ORDER, BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
-from ..functional import query_loss
 
 __all__ = ["MAMLRegressor", "MAMLClassifier"]
 
@@ -23,9 +22,6 @@ class _BaseMAML(BaseMetaLearner):
     def uses_second_order(self):
         return not self.first_order
 
-    def task_objective(self, learner, task, engine):
-        return query_loss(learner, task, steps=self.inner_steps, first_order=self.first_order,
-                          engine=engine)
 
 
 _REFERENCES = """

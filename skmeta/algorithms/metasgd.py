@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..estimator import FIRST_ORDER, BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
-from ..functional import learned_lr, query_loss
+from ..functional import learned_lr
 
 __all__ = ["MetaSGDRegressor", "MetaSGDClassifier"]
 
@@ -29,9 +29,6 @@ class _BaseMetaSGD(BaseMetaLearner):
     def uses_second_order(self):
         return not self.first_order
 
-    def task_objective(self, learner, task, engine):
-        return query_loss(learner, task, steps=self.inner_steps, first_order=self.first_order,
-                          engine=engine)
 
 
 _REFERENCES = """

@@ -9,14 +9,20 @@ query), :mod:`~skmeta.data.labels`, :mod:`~skmeta.data.episodes`,
 :class:`TaskSplit` for meta-validation).
 """
 
-from .checks import check_task_arrays, check_task_size, warn_on_scale
+from .checks import check_task_arrays, check_task_size, warn_on_scale  # noqa: F401 - the package's helpers
 from .episodes import EpisodeSampler
-from .forms import as_tasks, tasks_from_groups
-from .labels import encode_labels
-from .metabatch import MetaBatch, MetaBatchIterator, TaskSplit, group_by_shape, make_meta_batch
-from .seeding import seed_from
-from .split import split_task
-from .task import ACCEPTED_FORMS, Task, TaskSequence, is_task_sequence
+from .forms import as_tasks, tasks_from_groups  # noqa: F401 - as_tasks: a helper
+from .labels import encode_labels  # noqa: F401 - the package's helpers
+from .metabatch import (  # noqa: F401 - the package's helpers
+    MetaBatch,
+    MetaBatchIterator,
+    TaskSplit,
+    group_by_shape,
+    make_meta_batch,
+)
+from .seeding import seed_from  # noqa: F401 - the package's helpers
+from .split import split_task  # noqa: F401 - the package's helpers
+from .task import ACCEPTED_FORMS, Task, TaskSequence, is_task_sequence  # noqa: F401
 from .transform import TaskTransformer
 
 #: the public names (the others are the package's own helpers, importable for plugins)

@@ -199,8 +199,7 @@ def make_meta_batch(tasks: Sequence, indices: Any, rng: np.random.Generator, *, 
         cls, ys, yq = encode(ys, yq, rng=rng if training else None, where=where)
         split.append((Xs, ys, Xq, yq))
         classes.append(cls)
-    grouped = _pad_queries(split) if pad_queries and need_query else \
-        [(positions, (*arrays, None)) for positions, arrays in group_by_shape(split)]
+    grouped = group_by_shape(split, pad_queries=pad_queries and need_query)
     groups = []
     for positions, (Xs, ys, Xq, yq, mask) in grouped:
         if mask is not None:
@@ -212,31 +211,6 @@ def make_meta_batch(tasks: Sequence, indices: Any, rng: np.random.Generator, *, 
 
 def _padded(a: np.ndarray, length: int) -> np.ndarray:
     return np.concatenate([a, np.zeros((length - len(a), *a.shape[1:]), a.dtype)])
-
-
-def _pad_queries(split: Sequence[tuple]) -> list[tuple[list[int], tuple]]:
-    """Group split tasks that differ at most in query length; pad their query sets.
-
-    Returns ``[(positions, (Xs, ys, Xq, yq, mask)), ...]``: stacked arrays, with a
-    boolean ``mask`` of the real query rows, or None when no task needed padding.
-    """
-    buckets: dict[tuple, list[int]] = {}
-    for i, (Xs, ys, Xq, yq) in enumerate(split):
-        key = (Xs.shape, Xs.dtype.str, ys.shape, ys.dtype.str, Xq.shape[1:], Xq.dtype.str,
-               yq.shape[1:], yq.dtype.str)
-        buckets.setdefault(key, []).append(i)
-    out = []
-    for positions in buckets.values():
-        lengths = [len(split[i][2]) for i in positions]
-        longest = max(lengths)
-
-        stacked = [np.stack([split[i][j] for i in positions]) for j in (0, 1)]
-        stacked += [np.stack([_padded(split[i][j], longest) for i in positions])
-                     for j in (2, 3)]
-        mask = None if min(lengths) == longest else \
-            np.arange(longest)[None, :] < np.asarray(lengths)[:, None]
-        out.append((positions, (*stacked, mask)))
-    return out
 
 
 def _every_task(n: int) -> str:
@@ -284,21 +258,57 @@ class MetaBatchIterator:
                                      training=self.training)
 
 
-def group_by_shape(split_tasks: Sequence[tuple]) -> list[tuple[list[int], tuple]]:
+def group_by_shape(split_tasks: Sequence[tuple], *, pad_queries: bool = False
+                   ) -> list[tuple[list[int], tuple]]:
     """Group split tasks by array shapes and stack each group along a new task axis.
 
-    Returns ``[(positions, (Xs, ys, Xq, yq)), ...]`` with stacked arrays (``None``
-    for absent query sets).
+    Parameters
+    ----------
+    split_tasks : sequence of (X_support, y_support, X_query, y_query)
+        ``X_query`` and ``y_query`` may be None (no query sets).
+    pad_queries : bool, default=False
+        Let tasks that differ only in the length of their query sets share a group:
+        their query sets are padded to the longest, and ``mask`` marks the real rows.
+
+    Returns
+    -------
+    groups : list of (positions, (Xs, ys, Xq, yq, mask))
+        Stacked arrays (None for absent query sets); ``mask`` is None when no task of
+        the group needed padding.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta.data import group_by_shape
+    >>> tasks = [(np.zeros((2, 1)), np.zeros(2), np.zeros((n, 1)), np.zeros(n)) for n in (3, 5)]
+    >>> [(p, a[2].shape) for p, a in group_by_shape(tasks)]
+    [([0], (1, 3, 1)), ([1], (1, 5, 1))]
+    >>> [(p, a[2].shape, a[4].sum(1).tolist())
+    ...  for p, a in group_by_shape(tasks, pad_queries=True)]
+    [([0, 1], (2, 5, 1), [3, 5])]
     """
+    def key(t):
+        shapes = [None if a is None else (a.shape, a.dtype.str) for a in t]
+        if pad_queries and t[2] is not None:  # the query length may differ
+            shapes[2:] = [(a.shape[1:], a.dtype.str) for a in t[2:]]
+        return tuple(shapes)
+
     buckets: dict[tuple, list[int]] = {}
     for i, t in enumerate(split_tasks):
-        key = tuple(None if a is None else (a.shape, a.dtype.str) for a in t)
-        buckets.setdefault(key, []).append(i)
+        buckets.setdefault(key(t), []).append(i)
     out = []
     for positions in buckets.values():
-        arrays = tuple(
-            None if split_tasks[positions[0]][j] is None
-            else np.stack([split_tasks[i][j] for i in positions])
-            for j in range(4))
-        out.append((positions, arrays))
+        first = split_tasks[positions[0]]
+        if first[2] is None:
+            out.append((positions, (*(np.stack([split_tasks[i][j] for i in positions])
+                                      for j in (0, 1)), None, None, None)))
+            continue
+        lengths = [len(split_tasks[i][2]) for i in positions]
+        longest = max(lengths)
+        stacked = [np.stack([split_tasks[i][j] for i in positions]) for j in (0, 1)]
+        stacked += [np.stack([_padded(split_tasks[i][j], longest) for i in positions])
+                    for j in (2, 3)]
+        mask = None if min(lengths) == longest else \
+            np.arange(longest)[None, :] < np.asarray(lengths)[:, None]
+        out.append((positions, (*stacked, mask)))
     return out

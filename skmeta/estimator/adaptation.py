@@ -174,7 +174,7 @@ class Adapter:
             classes.append(cls)
             y_ndims.append(np.ndim(ys))
         out: list = [None] * len(encoded)
-        for positions, (Xs, ys, _, _) in group_by_shape(encoded):
+        for positions, (Xs, ys, *_) in group_by_shape(encoded):
             batch = MetaBatch([(list(range(len(positions))),
                                 F.TaskBatch(ctx.to_tensor(Xs), ctx.to_tensor(ys, True)))],
                               None, positions)

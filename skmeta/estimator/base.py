@@ -107,9 +107,15 @@ class BaseMetaLearner(TaskNet):
         return self.module_
 
     def task_objective(self, learner: F.Learner, task: F.TaskBatch, engine: str) -> torch.Tensor:
-        """The per-task objective whose mean over tasks is minimised (hook)."""
-        raise NotImplementedError(f"{type(self).__name__} defines neither task_objective nor "
-                                  "task_pseudo_gradient.")
+        """The per-task objective whose mean over tasks is minimised (hook).
+
+        By default the query loss after ``inner_steps`` steps of the inner rule
+        (:func:`skmeta.functional.query_loss`), differentiated through the inner steps
+        when :meth:`uses_second_order` says so. An algorithm that steps with a
+        pseudo-gradient instead defines ``task_pseudo_gradient``.
+        """
+        return F.query_loss(learner, task, steps=self.inner_steps,
+                            first_order=not self.uses_second_order(), engine=engine)
 
     task_pseudo_gradient = None  # (learner, task, engine) -> (loss, {name: pseudo-gradient})
     supports_batched = False  # True: the per-task function runs with engine="batched" too

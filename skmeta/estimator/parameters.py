@@ -258,7 +258,7 @@ SHARED_PARAMS: dict[str, Param] = {
 }
 
 FIRST_ORDER = Param(False, "bool", "Drop the second-order terms of the meta-gradient: the "
-                    "inner gradients are treated as constants (first-order MAML).", ["boolean"])
+                    "inner gradients are treated as constants.", ["boolean"])
 """The ``first_order`` parameter, shared by the algorithms that differentiate the inner loop."""
 
 SHARED_ATTRIBUTES: dict[str, Attribute] = {

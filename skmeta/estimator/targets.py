@@ -68,8 +68,9 @@ class Targets:
         self.n_way = n_way
         self.fitted = dict(fitted or {})
 
-    def fit(self, tasks) -> dict[str, Any]:
-        """The fitted attributes learned from the training tasks (at ``fit``)."""
+    def fit(self, tasks, y0: np.ndarray) -> dict[str, Any]:
+        """The fitted attributes learned from the training tasks at ``fit`` (``y0``: the
+        first task's targets, already read)."""
         raise NotImplementedError
 
     def n_outputs(self) -> int | None:
@@ -112,8 +113,8 @@ class RegressionTargets(Targets):
 
     name = "regression"
 
-    def fit(self, tasks) -> dict[str, Any]:
-        y0 = np.asarray(tasks[0][1])
+    def fit(self, tasks, y0) -> dict[str, Any]:
+        y0 = np.asarray(y0)
         return {"n_outputs_": 1 if y0.ndim == 1 else int(y0.shape[1])}
 
     def encode(self, ys, yq, *, rng, where):
@@ -156,7 +157,7 @@ class LabelTargets(Targets):
     adapted_class = AdaptedClassifier
     fitted_attributes = ()
 
-    def fit(self, tasks) -> dict[str, Any]:
+    def fit(self, tasks, y0) -> dict[str, Any]:
         return {"n_outputs_": int(self.n_way)}
 
     def n_outputs(self) -> int | None:
@@ -216,7 +217,7 @@ class PooledLabelTargets(LabelTargets):
     name = "pooled-labels"
     fitted_attributes = ("pretrain_classes_",)
 
-    def fit(self, tasks) -> dict[str, Any]:
+    def fit(self, tasks, y0) -> dict[str, Any]:
         classes = tasks.classes()
         return {"pretrain_classes_": classes, "n_outputs_": int(self.n_way)}
 

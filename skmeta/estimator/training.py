@@ -148,13 +148,14 @@ class TaskNet(ParameterizedNet):
         group.check_device(type(self).__name__)
         group.ensure(type(self).__name__)
         tasks = self._as_tasks(X, y, groups)
-        X0 = tasks[0][0]
+        first = tasks[0]
+        X0, y0 = first[0], first[1]
         if self.initialized_ and hasattr(self, "input_shape_"):
             self._check_input_shape(X0, "The tasks' X")
         else:
             self.input_shape_ = tuple(X0.shape[1:])
         if initializing or not hasattr(self, "n_outputs_"):  # what the network's outputs mean
-            vars(self).update(self.get_targets().fit(tasks))
+            vars(self).update(self.get_targets().fit(tasks, y0))
         warn_on_scale(X0)
         return tasks
 

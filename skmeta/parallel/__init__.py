@@ -36,8 +36,12 @@ meta-batch of 8 tasks is shared as 3 + 3 + 2:
 [(0, 3), (3, 6), (6, 8)]
 """
 
-from .accelerate import AccelerateMixin, AcceleratorGroup, check_not_skorch_accelerate
-from .groups import (
+from .accelerate import (  # noqa: F401 - the shell's helpers
+    AccelerateMixin,
+    AcceleratorGroup,
+    check_not_skorch_accelerate,
+)
+from .groups import (  # noqa: F401 - the shell's helpers
     DistributedError,
     LocalGroup,
     TorchGroup,
@@ -51,7 +55,5 @@ from .groups import (
     shard_bounds,
 )
 
-__all__ = ["AccelerateMixin", "AcceleratorGroup", "DistributedError", "LocalGroup", "TorchGroup",
-           "shard_bounds", "runs_on_rank", "all_reduce_mean", "broadcast_seed",
-           "broadcast_module", "ensure_process_group", "is_active", "rank_and_world",
-           "check_not_skorch_accelerate"]
+__all__ = ["AccelerateMixin", "DistributedError", "LocalGroup", "TorchGroup", "shard_bounds",
+           "runs_on_rank"]
