@@ -33,16 +33,12 @@ PUBLIC_MODULES = [
     "skmeta.modules",
     "skmeta.datasets",
     "skmeta.parallel",
-    "skmeta.algorithms.maml",
-    "skmeta.algorithms.reptile",
-    "skmeta.algorithms.pretrained",
-    "skmeta.algorithms.metasgd",
-    "skmeta.algorithms.anil",
-    "skmeta.algorithms.mamlpp",
-    "skmeta.algorithms.r2d2",
     "skmeta.registry",
     "skmeta.utils.estimator_checks",
     "skmeta.estimator.adapted",
+    # every algorithm's module: adding an algorithm needs no change here
+    *sorted(f"skmeta.algorithms.{p.stem}" for p in (ROOT / "skmeta" / "algorithms").glob("*.py")
+            if p.stem != "__init__"),
 ]
 # Documented for algorithm authors and for the file format; their names must be in the
 # API reference too, but need no Examples section.

@@ -1,4 +1,4 @@
-"""Guarded adaptation, scores that rank models as their errors do, and clear errors (#12)."""
+"""Guarded adaptation (divergence), scores that rank models as their errors do, the engine log."""
 
 import warnings
 

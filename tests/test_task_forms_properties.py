@@ -1,4 +1,4 @@
-"""Property-based tests over random task collections (issue 6).
+"""Property-based tests over random task collections in every form.
 
 hypothesis draws task collections in all four input forms (a list of ``(X, y)``
 pairs, a list of :class:`skmeta.Task`, long format ``X, y, groups`` and a

@@ -1,4 +1,4 @@
-"""Divergence, interruption, resumption, threads, memory and streaming."""
+"""Meta-training runs: divergence, interruption, resumption, threads, memory and streaming."""
 
 import gc
 import pickle
