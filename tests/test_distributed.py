@@ -77,6 +77,7 @@ def two_ranks(tmp_path_factory):
     return results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(W.scenarios(False)))
 def test_two_ranks_match_one_process(two_ranks, name):
     reference = W.summary(W.scenarios(False)[name][0].fit(W.scenarios(False)[name][1]()))
@@ -87,6 +88,7 @@ def test_two_ranks_match_one_process(two_ranks, name):
     _assert_same(rank0, reference)
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_every_rank_together(two_ranks):
     epochs = [res["classifier_validation"]["epochs"] for res in two_ranks]
     assert epochs[0] == epochs[1] < 4  # stopped early, on both ranks at once
@@ -94,6 +96,7 @@ def test_early_stopping_stops_every_rank_together(two_ranks):
         two_ranks[1]["classifier_validation"]["valid_loss"]
 
 
+@pytest.mark.slow
 def test_unseeded_runs_share_rank_zero_seeds(two_ranks):
     a, b = two_ranks[0]["pool"], two_ranks[1]["pool"]
     assert a["seed"] == b["seed"]
@@ -101,11 +104,13 @@ def test_unseeded_runs_share_rank_zero_seeds(two_ranks):
     np.testing.assert_array_equal(a["labels"], b["labels"])
 
 
+@pytest.mark.slow
 def test_only_rank_zero_writes_checkpoints(two_ranks):
     assert "params.pt" in two_ranks[0]["checkpoint_files"]
     assert two_ranks[1]["checkpoint_files"] == []
 
 
+@pytest.mark.slow
 def test_a_failing_rank_fails_every_rank_promptly(two_ranks):
     name0, msg0, seconds0 = two_ranks[0]["failure"]
     name1, msg1, seconds1 = two_ranks[1]["failure"]
@@ -114,6 +119,7 @@ def test_a_failing_rank_fails_every_rank_promptly(two_ranks):
     assert max(seconds0, seconds1) < 30
 
 
+@pytest.mark.slow
 def test_a_dying_rank_does_not_hang_the_others(tmp_path):
     results = _spawn(W.dying_rank, (str(tmp_path / "store"),), tmp_path)
     assert results[1] == {"exitcode": 7}
@@ -122,6 +128,7 @@ def test_a_dying_rank_does_not_hang_the_others(tmp_path):
     assert seconds < 60
 
 
+@pytest.mark.slow
 def test_accelerate_two_processes_match_one_process(tmp_path):
     pytest.importorskip("accelerate")
     results = _spawn(W.accelerate_run, (_free_port(),), tmp_path)
@@ -133,6 +140,7 @@ def test_accelerate_two_processes_match_one_process(tmp_path):
     _assert_same(results[0]["summary"], reference)
 
 
+@pytest.mark.slow
 def test_documented_torchrun_command_runs_the_example(tmp_path):
     # the command of docs/user_guide/scaling.rst, on 2 CPU processes
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
@@ -264,6 +272,7 @@ def test_runs_on_rank_respects_own_attribute():
 # ------------------------------------------------------------------------ Dask
 
 
+@pytest.mark.slow
 def test_grid_search_on_dask_local_cluster_matches_local_run():
     distributed = pytest.importorskip("distributed")
     import joblib

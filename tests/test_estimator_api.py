@@ -31,6 +31,7 @@ def _params(est):
     return {k: v.detach().clone() for k, v in est.module_.named_parameters()}
 
 
+@pytest.mark.slow
 def test_maml_learns_sinusoid():
     tasks = make_sinusoid_tasks(n_tasks=500, n_samples=20, random_state=0)
     test = make_sinusoid_tasks(n_tasks=100, n_samples=20, random_state=1)

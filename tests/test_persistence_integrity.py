@@ -336,6 +336,7 @@ _MEMORY_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_inflated_constructor_arguments_allocate_nothing(files, models, tmp_path):
     """hidden=[10**9] used to allocate ~4 GB before failing; now the shapes are checked
     on the meta device first (the checksum is recomputed, so only that check can

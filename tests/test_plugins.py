@@ -77,6 +77,7 @@ print("plugin ok:", Toy.__name__)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="the test spawns POSIX subprocesses")
 def test_an_installed_plugin_is_discovered_and_passes_the_contract(tmp_path):
     package = tmp_path / "package"
@@ -97,6 +98,7 @@ def test_an_installed_plugin_is_discovered_and_passes_the_contract(tmp_path):
     assert "plugin ok: ToyRegressor" in run.stdout
 
 
+@pytest.mark.slow
 def test_a_broken_plugin_warns_and_skmeta_still_works(tmp_path):
     site = tmp_path / "site"
     dist = site / "skmeta_broken-0.1.dist-info"

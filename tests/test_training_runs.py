@@ -129,6 +129,7 @@ def _rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+@pytest.mark.slow
 def test_many_adapt_calls_do_not_grow_memory(sinusoid_tasks):
     est = MAMLRegressor(k_shot=10, inner_steps=2, **FAST).fit(sinusoid_tasks)
     X, y = sinusoid_tasks[0]
