@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +29,10 @@ from skmeta import (
 from skmeta import functional as F
 from skmeta.algorithms.mamlpp import MAMLPlusPlusSchedule, msl_weights
 from skmeta.data import as_tasks
-from skmeta.modules import MLP, ConvNet
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _reference import DoubleConvNet, DoubleMLP  # noqa: E402
+from _reference import conv_pool as _conv_pool  # noqa: E402
 
 FAST = dict(max_epochs=1, verbose=0, random_state=0)
 ALL_OFF = dict(multi_step_loss_epochs=0, first_order_epochs=0, learn_inner_lr=False,
@@ -49,29 +54,6 @@ def _state(est):
 def _initialized(Est, tasks, **kw):
     est = Est(**{**FAST, "max_epochs": 0, **kw}).fit(tasks)
     return est
-
-
-class DoubleMLP(MLP):
-    """A float64 MLP, to compare computations to rounding error."""
-
-    def __init__(self, in_features=None, n_outputs=None, **kwargs):
-        super().__init__(in_features, n_outputs, **kwargs)
-        self.double()
-
-
-class DoubleConvNet(ConvNet):
-    """A float64 ConvNet (skmeta BatchNorm), to compare engines to rounding error."""
-
-    def __init__(self, n_outputs=None, **kwargs):
-        super().__init__(n_outputs, **kwargs)
-        self.double()
-
-
-def _conv_pool(n_classes=8, per_class=4, size=8, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.arange(n_classes), per_class)
-    X = rng.normal(size=(len(y), 1, size, size)) + (y % 3)[:, None, None, None]
-    return X, y
 
 
 CONV = dict(module=DoubleConvNet, module__n_filters=3, module__n_blocks=2, module__image_size=8,

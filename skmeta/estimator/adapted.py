@@ -23,7 +23,7 @@ from torch import nn
 
 from ..data.checks import check_task_arrays
 from ..functional import inner_step
-from ..io.format import save as _save
+from ..io import SafeFileMixin
 from ..registry import register_adapted
 from .parameters import Attribute
 
@@ -114,7 +114,7 @@ def _attributes_doc(names) -> str:
         FIELDS[n].doc, 80, initial_indent=" " * 8, subsequent_indent=" " * 8) for n in names)
 
 
-class _AdaptedModel(BaseEstimator):
+class _AdaptedModel(SafeFileMixin, BaseEstimator):
     """A model adapted to one task: a module copy with the task's weights."""
 
     _skmeta_role = "adapted"
@@ -191,16 +191,6 @@ class _AdaptedModel(BaseEstimator):
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "module_")
-
-    def save(self, path) -> None:
-        """Save in skmeta's safe format (tensors + JSON); see :func:`skmeta.save`.
-
-        Parameters
-        ----------
-        path : str or path-like
-            Written atomically.
-        """
-        _save(self, path)
 
     def fit(self, X, y=None):
         """Not supported: adapted models come from a meta-learner's ``adapt``.

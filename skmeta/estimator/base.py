@@ -34,7 +34,7 @@ from torch import nn
 
 from .. import functional as F
 from ..data import MetaBatch, TaskSequence, check_task_arrays, seed_from
-from ..io.format import save as _save
+from ..io import SafeFileMixin
 from .adaptation import AdaptationContext, Adapter
 from .inner_state import InnerState
 from .targets import MetaClassifierMixin, MetaRegressorMixin
@@ -55,7 +55,7 @@ def _resolves_inner_lr(cls: type) -> bool:
     return param is not None and param.default is None
 
 
-class BaseMetaLearner(TaskNet):
+class BaseMetaLearner(SafeFileMixin, TaskNet):
     """Shared machinery of skmeta's meta-learners (not for direct use).
 
     See the module docstring for what an algorithm provides.
@@ -412,12 +412,3 @@ class BaseMetaLearner(TaskNet):
         declared ``saved`` in the class's attribute table."""
         return [k for k, a in self._attribute_table.items() if a.saved]
 
-    def save(self, path) -> None:
-        """Save in skmeta's safe format (tensors + JSON); see :func:`skmeta.save`.
-
-        Parameters
-        ----------
-        path : str or path-like
-            Written atomically.
-        """
-        _save(self, path)

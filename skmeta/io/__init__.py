@@ -1,5 +1,5 @@
 """The safe file format: :func:`save` and :func:`load` (see :mod:`skmeta.io.format`)."""
 
-from .format import FORMAT_VERSION, load, save
+from .format import FORMAT_VERSION, SafeFileMixin, load, save
 
-__all__ = ["save", "load", "FORMAT_VERSION"]
+__all__ = ["save", "load", "FORMAT_VERSION", "SafeFileMixin"]

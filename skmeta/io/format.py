@@ -56,7 +56,7 @@ from .. import registry
 from .._version import __version__
 from . import container as _container
 
-__all__ = ["save", "load", "FORMAT_VERSION"]
+__all__ = ["save", "load", "FORMAT_VERSION", "SafeFileMixin"]
 
 #: The file format :func:`save` writes. Version 1 (a ``torch.save`` zip without an
 #: integrity check) is still read, with a :class:`FutureWarning`.
@@ -678,3 +678,20 @@ def _build_meta(cls: type, params: dict, attrs: dict, header: dict, groups: dict
     if "seed_" in attrs:  # initialize() drew a new one
         est.seed_ = attrs["seed_"]
     return est
+
+
+class SafeFileMixin:
+    """``save(path)`` in the safe format, for meta-learners and adapted models alike.
+
+    It needs nothing from the class it is mixed into: :func:`save` decides what to store.
+    """
+
+    def save(self, path) -> None:
+        """Save in skmeta's safe format (tensors + JSON); see :func:`skmeta.save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Written atomically.
+        """
+        save(self, path)
