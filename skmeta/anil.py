@@ -19,8 +19,6 @@ class _BaseANIL(BaseMetaLearner):
     and ``adapt`` cost little more than a forward pass of the body.
     """
 
-    supports_batched = supports_query_mask = True
-
     _params = {
         "first_order": FIRST_ORDER,
         "head": Param(None, "str, list of str or None",
@@ -68,9 +66,8 @@ class _BaseANIL(BaseMetaLearner):
     def get_inner_rule(self, inner_lr=None):
         return only(self.head_, sgd(self.inner_lr if inner_lr is None else inner_lr))
 
-    def task_objective(self, learner, task, engine):
-        return query_loss(learner, task, steps=self.inner_steps, first_order=self.first_order,
-                          engine=engine)
+    def task_objective(self, learner, task):
+        return query_loss(learner, task, steps=self.inner_steps, first_order=self.first_order)
 
     def _saved_attributes(self):
         return super()._saved_attributes() + ["head_", "head_only_"]

@@ -21,6 +21,7 @@ import difflib
 import functools
 import inspect
 import threading
+import warnings
 from numbers import Integral
 from typing import Any
 
@@ -49,6 +50,30 @@ __all__ = ["BaseMetaLearner", "MetaRegressorMixin", "MetaClassifierMixin", "Meta
            "TaskSplit", "InnerState"]
 
 _UNSET: Any = object()
+
+
+@functools.cache
+def _hook_form(cls: type, name: str) -> bool:
+    """Whether ``cls``'s per-task hook ``name`` takes the older third argument ``engine``."""
+    hook = getattr(cls, name)
+    try:
+        n = len([p for p in inspect.signature(hook).parameters.values()
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)])
+    except (TypeError, ValueError):
+        return False
+    old = n >= 4  # self, learner, task, engine
+    if old:
+        warnings.warn(f"{cls.__name__}.{name}(learner, task, engine): the engine argument is "
+                      f"deprecated; define {name}(self, learner, task) and compute with the "
+                      "learner's methods, which every engine binds (see "
+                      "skmeta.functional.map_tasks). The older form stops working in a future "
+                      "release.", FutureWarning, stacklevel=4)
+    return old
+
+
+def _takes_engine(cls: type, hook: Any) -> bool:
+    name = getattr(hook, "__name__", "task_objective")
+    return _hook_form(cls, name) if hasattr(cls, name) else False
 
 
 class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
@@ -395,20 +420,36 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
         """Loss of one task's predictions (support or query); the criterion by default."""
         return self.criterion_(y_pred, y_true)
 
-    def task_objective(self, learner: F.Learner, task: F.TaskBatch, engine: str) -> torch.Tensor:
-        """The per-task objective whose mean over tasks is minimised (hook)."""
+    def task_objective(self, learner: F.Learner, task: F.TaskBatch) -> torch.Tensor:
+        """The per-task objective whose mean over tasks is minimised (hook).
+
+        Written for one task with ``learner``'s methods, whatever engine runs it (the
+        engine binds the learner; see :func:`skmeta.functional.map_tasks`).
+        """
         raise NotImplementedError(f"{type(self).__name__} defines neither task_objective nor "
                                   "task_pseudo_gradient.")
 
-    task_pseudo_gradient = None  # (learner, task, engine) -> (loss, {name: pseudo-gradient})
-    supports_batched = False  # True: the per-task function runs with engine="batched" too
-    supports_query_mask = False  # True: it passes task.query_mask to the learner's loss
+    task_pseudo_gradient = None  # (learner, task) -> (loss, {name: pseudo-gradient})
+    # The older hook form (learner, task, engine) handles engines itself; such a plugin
+    # declares True here when it runs on engine="batched" too, and when it passes
+    # task.query_mask on. The two-argument form needs neither (None: decided by the form).
+    supports_batched: bool | None = None
+    supports_query_mask: bool | None = None
+
+    def _hook_takes_engine(self) -> bool:
+        """Whether the per-task hook has the older ``(learner, task, engine)`` form."""
+        hook = self.task_objective if self.task_pseudo_gradient is None \
+            else self.task_pseudo_gradient
+        return _takes_engine(type(self), hook)
+
+    def _supports(self, flag: bool | None) -> bool:
+        return (not self._hook_takes_engine()) if flag is None else bool(flag)
 
     def _batched(self, kind: str, module: nn.Module) -> tuple[bool, str]:
         """Whether the batched engine can run ``kind`` work on ``module``, and why not."""
-        if kind == "train" and not self.supports_batched:
-            return False, (f"{type(self).__name__}'s per-task function does not declare "
-                           "supports_batched")
+        if kind == "train" and not self._supports(self.supports_batched):
+            return False, (f"{type(self).__name__}'s per-task function has the older form "
+                           "(learner, task, engine) and does not declare supports_batched")
         return F.batchable(module)
 
     def _uses_second_order(self) -> bool:
@@ -447,13 +488,17 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
         """
         learner = self.learner()
         wrt = self._meta_parameters()
+        old = self._hook_takes_engine()  # the older form: fn(task, engine), learner bound here
         if self.task_pseudo_gradient is None:
-            objective = functools.partial(self.task_objective, learner)
-            return F.meta_gradient(objective, batch.task_batches, wrt, engine=engine,
-                                   chunk_size=self.chunk_size)
-        fn = functools.partial(self.task_pseudo_gradient, learner.detached())
+            fn = functools.partial(self.task_objective, learner) if old else self.task_objective
+            return F.meta_gradient(fn, batch.task_batches, wrt, engine=engine,
+                                   chunk_size=self.chunk_size, learner=None if old else learner)
+        learner = learner.detached()
+        fn = functools.partial(self.task_pseudo_gradient, learner) if old \
+            else self.task_pseudo_gradient
         loss, pseudo = F.mean_over_tasks(fn, batch.task_batches, engine=engine,
-                                         chunk_size=self.chunk_size)
+                                         chunk_size=self.chunk_size,
+                                         learner=None if old else learner)
         grads = {k: torch.zeros_like(p) for k, p in wrt.items()}
         grads.update({f"module_.{k}": g for k, g in pseudo.items()})
         return loss, grads
@@ -500,7 +545,7 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
         """Whether query sets of different lengths are padded into one group (see
         :func:`skmeta.batching.make_meta_batch`): the algorithm passes ``query_mask`` on
         and the loss can leave padded rows out."""
-        return self.supports_query_mask and \
+        return self._supports(self.supports_query_mask) and \
             type(self).get_task_loss is BaseMetaLearner.get_task_loss and \
             F.maskable(self.criterion_)
 

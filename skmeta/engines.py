@@ -77,13 +77,27 @@ class EngineChooser:
         self.chosen: dict[str, str] = {}
         self.timings: dict[str, dict[str, list[float]]] = {}
         self.last: dict[str, str] = {}
+        self.not_batched: dict[str, str] = {}
 
     def summary(self) -> dict[str, str]:
-        """``{kind: engine}``: the engine decided (or, while timing, last used) per kind."""
+        """``{kind: engine}``: the engine decided (or, while timing, last used) per kind; with
+        ``engine="auto"``, ``"batched"``: why the batched engine was not used, if it was not."""
         out = dict(self.last)
         for key, engine in self.chosen.items():
             out.setdefault(key.split("/")[0], engine)
+        if self.not_batched and "batched" not in out.values():
+            out["batched"] = "not used: " + "; ".join(
+                dict.fromkeys(self.not_batched.values()))
         return out
+
+    def _refused(self, kind: str, reason: str) -> None:
+        """Record (and say once, in the fit log) why the batched engine does not run ``kind``."""
+        if kind in self.not_batched:
+            return
+        self.not_batched[kind] = reason
+        if self.announce is not None:
+            self.announce(f"engine='auto': the batched engine cannot run this {kind} work "
+                          f"({reason}); the vmap or loop engine runs it.")
 
     def engine_for(self, kind: str, module: nn.Module, *, n_tasks: int,
                    second_order: bool = False,
@@ -110,7 +124,10 @@ class EngineChooser:
                 raise ValueError(f"engine='vmap' cannot run this module: {reason}. Use "
                                  "engine='loop' or 'auto', or skmeta.modules.BatchNorm.")
             return "vmap"
-        if batched()[0]:  # it computes what vmap computes, with less overhead
+        ok_batched, why = batched()
+        if not ok_batched and batched is not _NOT_BATCHED:
+            self._refused(kind, why)
+        if ok_batched:  # it computes what vmap computes, with less overhead
             fast = "batched"
         elif not ok:
             return self._decide(key, "loop")

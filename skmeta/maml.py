@@ -17,13 +17,10 @@ class _BaseMAML(BaseMetaLearner):
     steps (second order) unless ``first_order=True``.
     """
 
-    supports_batched = supports_query_mask = True
-
     _params = {"first_order": FIRST_ORDER}
 
-    def task_objective(self, learner, task, engine):
-        return query_loss(learner, task, steps=self.inner_steps, first_order=self.first_order,
-                          engine=engine)
+    def task_objective(self, learner, task):
+        return query_loss(learner, task, steps=self.inner_steps, first_order=self.first_order)
 
 
 _REFERENCES = """

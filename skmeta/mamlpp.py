@@ -57,7 +57,6 @@ def msl_weights(n_steps: int, epoch: int, msl_epochs: int) -> np.ndarray:
 class _BaseMAMLPlusPlus(BaseMetaLearner):
     """MAML with the stabilising and speeding tricks of MAML++, each switchable on its own."""
 
-    supports_batched = supports_query_mask = True
     _params = {
         "first_order": FIRST_ORDER,
         "multi_step_loss_epochs": Param(
@@ -121,17 +120,17 @@ class _BaseMAMLPlusPlus(BaseMetaLearner):
         frozen = frozenset(self.per_step_bn_)
         return only(lambda name: name not in frozen, rule) if frozen else rule
 
-    def task_objective(self, learner, task, engine):
+    def task_objective(self, learner, task):
         steps = self.inner_steps
-        fasts = learner.run_inner(task.X_support, task.y_support, steps=steps, engine=engine,
+        fasts = learner.run_inner(task.X_support, task.y_support, steps=steps,
                                   first_order=not self._uses_second_order())
         msl_epochs = self._phase_epochs(self.multi_step_loss_epochs, 10)
         if self._epoch() >= msl_epochs:
             return learner.loss(fasts[-1], task.X_query, task.y_query, step=steps - 1,
-                                engine=engine, mask=task.query_mask)
+                                mask=task.query_mask)
         weights = msl_weights(steps, self._epoch(), msl_epochs)
         return sum(float(w) * learner.loss(fasts[k + 1], task.X_query, task.y_query, step=k,
-                                           engine=engine, mask=task.query_mask)
+                                           mask=task.query_mask)
                    for k, w in enumerate(weights))
 
     def get_default_callbacks(self):

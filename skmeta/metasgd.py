@@ -17,8 +17,6 @@ class _BaseMetaSGD(BaseMetaLearner):
     in ``inner_state_``). The meta-objective is MAML's.
     """
 
-    supports_batched = supports_query_mask = True
-
     _params = {"first_order": FIRST_ORDER}
     _param_docs = {"inner_lr": "The initial value of every learned inner learning rate (the "
                    "rates are then meta-learned; ``adapt`` uses the learned ones and refuses an "
@@ -32,9 +30,8 @@ class _BaseMetaSGD(BaseMetaLearner):
                              "MAMLClassifier for a fixed step size.")
         return learned_lr(self.inner_lr)
 
-    def task_objective(self, learner, task, engine):
-        return query_loss(learner, task, steps=self.inner_steps, first_order=self.first_order,
-                          engine=engine)
+    def task_objective(self, learner, task):
+        return query_loss(learner, task, steps=self.inner_steps, first_order=self.first_order)
 
 
 _REFERENCES = """

@@ -54,7 +54,7 @@ MAML's meta-gradient, written with the core:
 torch.Size([4, 1, 1])
 """
 
-from ._batched import batchable, batched_forward, maskable, masked_loss, per_task_loss
+from ._batched import maskable, masked_loss, per_task_loss
 from ._core import (
     Engine,
     LossFn,
@@ -69,6 +69,14 @@ from ._core import (
     vmap_support,
 )
 from ._inner import Learner, adapt, check_head, predict, query_loss
+from ._layers import (
+    BatchedLayerFn,
+    NotBatchable,
+    batchable,
+    batched_forward,
+    batched_layer,
+    register_batched_layer,
+)
 from ._rules import InnerRule, learned_lr, only, per_step_lr, ridge_head, sgd
 
 __all__ = [
@@ -96,6 +104,10 @@ __all__ = [
     "vmap_support",
     "batchable",
     "batched_forward",
+    "register_batched_layer",
+    "batched_layer",
+    "BatchedLayerFn",
+    "NotBatchable",
     "maskable",
     "masked_loss",
     "per_task_loss",
