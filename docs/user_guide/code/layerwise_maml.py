@@ -35,7 +35,6 @@ def layerwise_lr(inner_lr: float) -> InnerRule:
 class _BaseLayerwiseMAML(BaseMetaLearner):
     """MAML whose inner step uses a learned rate per parameter tensor."""
 
-    supports_batched = True  # query_loss and the rule work on a task axis too
     _params = {"first_order": FIRST_ORDER}
 
     def get_inner_rule(self, inner_lr=None):
@@ -44,9 +43,8 @@ class _BaseLayerwiseMAML(BaseMetaLearner):
                              "cannot override them.")
         return layerwise_lr(self.inner_lr)
 
-    def task_objective(self, learner, task, engine):
-        return query_loss(learner, task, steps=self.inner_steps, first_order=self.first_order,
-                          engine=engine)
+    def task_objective(self, learner, task):
+        return query_loss(learner, task, steps=self.inner_steps, first_order=self.first_order)
 
 
 class LayerwiseMAMLRegressor(MetaRegressorMixin, _BaseLayerwiseMAML):
