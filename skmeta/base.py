@@ -35,7 +35,7 @@ from torch import nn
 from . import distributed as D
 from . import functional as F
 from .adaptation import AdaptationMixin
-from .batching import MetaBatch, MetaBatchIterator, TaskSplit, make_meta_batch
+from .batching import MetaBatch, MetaBatchIterator, TaskSplit, make_meta_batch, stacked_epoch
 from .engines import EngineChooser
 from .inner_state import InnerState, ParamsFileMixin
 from .metrics import check_scoring_context
@@ -541,6 +541,15 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
                                to_tensor=self._to_tensor, training=training,
                                need_query=need_query, pad_queries=self._pads_queries())
 
+    def _epoch_meta_batches(self, tasks, order, rng: np.random.Generator, *, training: bool):
+        """The epoch's meta-batches assembled together (see
+        :func:`skmeta.batching.stacked_epoch`), or None: only for equally sized regression
+        tasks and an unchanged :meth:`get_meta_batch`."""
+        if self._classification or type(self).get_meta_batch is not BaseMetaLearner.get_meta_batch:
+            return None
+        return stacked_epoch(tasks, order, rng, batch_size=self.batch_size, k_shot=self.k_shot,
+                             n_query=self.n_query, to_tensor=self._to_tensor)
+
     def _pads_queries(self) -> bool:
         """Whether query sets of different lengths are padded into one group (see
         :func:`skmeta.batching.make_meta_batch`): the algorithm passes ``query_mask`` on
@@ -581,9 +590,9 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
 
         loss, *values = self._group().mean_over_tasks(
             batch, compute, zeros, what=f"the meta-step of epoch {len(self.history)}")
-        # one reduction checks everything: NaN/inf in any gradient propagates to the sum
-        total = loss + torch.stack([g.sum() for g in values]).sum() if values else loss
-        if not torch.isfinite(total):
+        # one check of everything: NaN/inf in the loss or any gradient
+        if not torch.isfinite(torch.cat([loss.reshape(1), *(g.reshape(-1) for g in values)])
+                              ).all():
             self._raise_non_finite(loss, dict(zip([k for k, _ in trainable], values)))
         for (_, p), g in zip(trainable, values):
             p.grad = g if p.grad is None else p.grad + g
