@@ -21,7 +21,6 @@ import difflib
 import functools
 import inspect
 import threading
-import warnings
 from numbers import Integral
 from typing import Any
 
@@ -37,6 +36,7 @@ from . import functional as F
 from .adaptation import AdaptationMixin
 from .batching import MetaBatch, MetaBatchIterator, TaskSplit, make_meta_batch, stacked_epoch
 from .engines import EngineChooser
+from .hooks import per_task_function, supports
 from .inner_state import InnerState, ParamsFileMixin
 from .metrics import check_scoring_context
 from .modules import MLP
@@ -50,30 +50,6 @@ __all__ = ["BaseMetaLearner", "MetaRegressorMixin", "MetaClassifierMixin", "Meta
            "TaskSplit", "InnerState"]
 
 _UNSET: Any = object()
-
-
-@functools.cache
-def _hook_form(cls: type, name: str) -> bool:
-    """Whether ``cls``'s per-task hook ``name`` takes the older third argument ``engine``."""
-    hook = getattr(cls, name)
-    try:
-        n = len([p for p in inspect.signature(hook).parameters.values()
-                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)])
-    except (TypeError, ValueError):
-        return False
-    old = n >= 4  # self, learner, task, engine
-    if old:
-        warnings.warn(f"{cls.__name__}.{name}(learner, task, engine): the engine argument is "
-                      f"deprecated; define {name}(self, learner, task) and compute with the "
-                      "learner's methods, which every engine binds (see "
-                      "skmeta.functional.map_tasks). The older form stops working in a future "
-                      "release.", FutureWarning, stacklevel=4)
-    return old
-
-
-def _takes_engine(cls: type, hook: Any) -> bool:
-    name = getattr(hook, "__name__", "task_objective")
-    return _hook_form(cls, name) if hasattr(cls, name) else False
 
 
 class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
@@ -421,33 +397,16 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
         return self.criterion_(y_pred, y_true)
 
     def task_objective(self, learner: F.Learner, task: F.TaskBatch) -> torch.Tensor:
-        """The per-task objective whose mean over tasks is minimised (hook).
-
-        Written for one task with ``learner``'s methods, whatever engine runs it (the
-        engine binds the learner; see :func:`skmeta.functional.map_tasks`).
-        """
+        """The per-task objective whose mean over tasks is minimised (hook; skmeta.hooks)."""
         raise NotImplementedError(f"{type(self).__name__} defines neither task_objective nor "
                                   "task_pseudo_gradient.")
 
     task_pseudo_gradient = None  # (learner, task) -> (loss, {name: pseudo-gradient})
-    # The older hook form (learner, task, engine) handles engines itself; such a plugin
-    # declares True here when it runs on engine="batched" too, and when it passes
-    # task.query_mask on. The two-argument form needs neither (None: decided by the form).
-    supports_batched: bool | None = None
-    supports_query_mask: bool | None = None
-
-    def _hook_takes_engine(self) -> bool:
-        """Whether the per-task hook has the older ``(learner, task, engine)`` form."""
-        hook = self.task_objective if self.task_pseudo_gradient is None \
-            else self.task_pseudo_gradient
-        return _takes_engine(type(self), hook)
-
-    def _supports(self, flag: bool | None) -> bool:
-        return (not self._hook_takes_engine()) if flag is None else bool(flag)
+    supports_batched = supports_query_mask = None  # only for the older hook form (hooks.py)
 
     def _batched(self, kind: str, module: nn.Module) -> tuple[bool, str]:
         """Whether the batched engine can run ``kind`` work on ``module``, and why not."""
-        if kind == "train" and not self._supports(self.supports_batched):
+        if kind == "train" and not supports(self, self.supports_batched):
             return False, (f"{type(self).__name__}'s per-task function has the older form "
                            "(learner, task, engine) and does not declare supports_batched")
         return F.batchable(module)
@@ -488,17 +447,13 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
         """
         learner = self.learner()
         wrt = self._meta_parameters()
-        old = self._hook_takes_engine()  # the older form: fn(task, engine), learner bound here
         if self.task_pseudo_gradient is None:
-            fn = functools.partial(self.task_objective, learner) if old else self.task_objective
+            fn, bound = per_task_function(self, learner)
             return F.meta_gradient(fn, batch.task_batches, wrt, engine=engine,
-                                   chunk_size=self.chunk_size, learner=None if old else learner)
-        learner = learner.detached()
-        fn = functools.partial(self.task_pseudo_gradient, learner) if old \
-            else self.task_pseudo_gradient
+                                   chunk_size=self.chunk_size, learner=bound)
+        fn, bound = per_task_function(self, learner.detached())
         loss, pseudo = F.mean_over_tasks(fn, batch.task_batches, engine=engine,
-                                         chunk_size=self.chunk_size,
-                                         learner=None if old else learner)
+                                         chunk_size=self.chunk_size, learner=bound)
         grads = {k: torch.zeros_like(p) for k, p in wrt.items()}
         grads.update({f"module_.{k}": g for k, g in pseudo.items()})
         return loss, grads
@@ -541,10 +496,7 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
                                to_tensor=self._to_tensor, training=training,
                                need_query=need_query, pad_queries=self._pads_queries())
 
-    def _epoch_meta_batches(self, tasks, order, rng: np.random.Generator, *, training: bool):
-        """The epoch's meta-batches assembled together (see
-        :func:`skmeta.batching.stacked_epoch`), or None: only for equally sized regression
-        tasks and an unchanged :meth:`get_meta_batch`."""
+    def _epoch_meta_batches(self, tasks, order, rng, *, training):  # batching.stacked_epoch
         if self._classification or type(self).get_meta_batch is not BaseMetaLearner.get_meta_batch:
             return None
         return stacked_epoch(tasks, order, rng, batch_size=self.batch_size, k_shot=self.k_shot,
@@ -554,7 +506,7 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
         """Whether query sets of different lengths are padded into one group (see
         :func:`skmeta.batching.make_meta_batch`): the algorithm passes ``query_mask`` on
         and the loss can leave padded rows out."""
-        return self._supports(self.supports_query_mask) and \
+        return supports(self, self.supports_query_mask) and \
             type(self).get_task_loss is BaseMetaLearner.get_task_loss and \
             F.maskable(self.criterion_)
 
@@ -590,9 +542,8 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
 
         loss, *values = self._group().mean_over_tasks(
             batch, compute, zeros, what=f"the meta-step of epoch {len(self.history)}")
-        # one check of everything: NaN/inf in the loss or any gradient
-        if not torch.isfinite(torch.cat([loss.reshape(1), *(g.reshape(-1) for g in values)])
-                              ).all():
+        flat = torch.cat([loss.reshape(1), *(g.reshape(-1) for g in values)])
+        if not torch.isfinite(flat).all():  # one check: NaN/inf in the loss or any gradient
             self._raise_non_finite(loss, dict(zip([k for k, _ in trainable], values)))
         for (_, p), g in zip(trainable, values):
             p.grad = g if p.grad is None else p.grad + g
