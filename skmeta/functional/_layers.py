@@ -36,7 +36,22 @@ value shared by every task); ``X`` and ``out`` carry the task axis: shape
 
 
 class NotBatchable(ValueError):
-    """The network has a layer or an operation the batched engine does not run."""
+    """The network has a layer or an operation the batched engine does not run.
+
+    Its message says which, in one line (the estimators then run another engine and
+    report it in ``engine_["batched"]``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from skmeta.functional import NotBatchable, batched_forward
+    >>> try:
+    ...     batched_forward(nn.GRU(2, 1), {}, torch.zeros(1, 3, 2))
+    ... except NotBatchable as e:
+    ...     print(e)
+    the network (GRU) has no batched implementation (see skmeta.functional.register_batched_layer)
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -554,6 +569,9 @@ def _compile(module: nn.Module, stop_at: str | None) -> _Program:
             raise NotBatchable(f"the network ({type(module).__name__}): {why}")
         step = (1, _layer_step("", module, entry), lambda env: ((env[0],), {}))
         return _Program([step], 2, _Ref(1), None)
+    if entry is None and fx.Tracer().is_leaf_module(module, ""):  # one torch.nn layer
+        raise NotBatchable(f"the network ({type(module).__name__}) has no batched "
+                           "implementation (see skmeta.functional.register_batched_layer)")
     try:
         graph = _Tracer(stop_at).trace(module)
     except Exception as e:  # noqa: BLE001 - any failure to trace means "not batchable"
