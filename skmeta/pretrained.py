@@ -29,7 +29,7 @@ def joint_task_loss(learner: Learner, task: TaskBatch, engine: str | None = None
     task : skmeta.functional.TaskBatch
         One task (no task axis).
     engine : {"vmap", "loop", "batched"} or None, default=None
-        Deprecated: the engine that runs it binds the learner (see
+        Not needed: the engine that runs it binds the learner (see
         :func:`skmeta.functional.map_tasks`); None uses ``learner.engine``.
 
     Returns

@@ -28,7 +28,7 @@ def reptile_pseudo_gradient(learner: Learner, task: TaskBatch, *, steps: int,
     steps : int
         Inner steps.
     engine : {"vmap", "loop", "batched"} or None, default=None
-        Deprecated: the engine that runs it binds the learner (see
+        Not needed: the engine that runs it binds the learner (see
         :func:`skmeta.functional.map_tasks`); None uses ``learner.engine``.
 
     Returns

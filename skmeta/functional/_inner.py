@@ -143,8 +143,8 @@ class Learner:
         """The network's output on ``X`` with the parameters in ``fast`` replaced.
 
         ``fast`` may hold only the parameters that move (as :meth:`run_inner`
-        returns them); the others are the meta-parameters. ``engine`` (deprecated
-        in favour of :meth:`bind`) runs it as that engine's learner would.
+        returns them); the others are the meta-parameters. ``engine`` (not needed:
+        see :meth:`bind`) runs it as that engine's learner would.
         """
         if engine is not None and engine != self.engine:
             return self.bind(engine).forward(fast, X, step=step)
@@ -355,7 +355,7 @@ def query_loss(learner: Learner, task: TaskBatch, *, steps: int, first_order: bo
     first_order : bool, default=False
         Treat the inner gradients as constants (first-order MAML).
     engine : {"vmap", "loop", "batched"} or None, default=None
-        Deprecated: the engine that runs it binds the learner (see
+        Not needed: the engine that runs it binds the learner (see
         :func:`map_tasks`); None uses ``learner.engine``.
 
     Returns
