@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .functional import vmap_support
+from .functional import NotBatchable, vmap_support
 
 __all__ = ["EngineChooser"]
 
@@ -124,7 +124,7 @@ class EngineChooser:
                 raise ValueError(f"engine='vmap' cannot run this module: {reason}. Use "
                                  "engine='loop' or 'auto', or skmeta.modules.BatchNorm.")
             return "vmap"
-        ok_batched, why = batched()
+        ok_batched, why = batched() if kind not in self.not_batched else (False, "")
         if not ok_batched and batched is not _NOT_BATCHED:
             self._refused(kind, why)
         if ok_batched:  # it computes what vmap computes, with less overhead
@@ -156,6 +156,19 @@ class EngineChooser:
         """``fn(engine)`` with the engine for ``kind``, timed while ``"auto"`` decides."""
         engine = self.engine_for(kind, module, n_tasks=n_tasks, second_order=second_order,
                                  batched=batched)
+        if engine == "batched" and self.engine == "auto":
+            try:
+                return self._run(kind, engine, n_tasks, fn, second_order)
+            except NotBatchable as e:  # found only when running (e.g. a tensor used as index)
+                self._refused(kind, str(e))
+                self.timings.pop(_key(kind, second_order), None)
+                self.chosen.pop(_key(kind, second_order), None)
+                return self.run(kind, module, n_tasks, fn, second_order=second_order,
+                                batched=batched)
+        return self._run(kind, engine, n_tasks, fn, second_order)
+
+    def _run(self, kind: str, engine: str, n_tasks: int, fn: Callable[[str], Any],
+             second_order: bool) -> Any:
         self.last[kind] = engine
         key = _key(kind, second_order)
         if self.engine != "auto" or key in self.chosen or n_tasks < 2:

@@ -271,3 +271,28 @@ def test_batched_forward_matches_the_module_on_shared_parameters():
             got = F.batched_forward(net, dict(net.named_parameters()), X)
             want = torch.stack([net(x) for x in X])
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_a_network_found_unbatchable_while_running_goes_to_the_next_engine():
+    from skmeta.engines import EngineChooser
+
+    notes = []
+    chooser = EngineChooser("auto", "cpu", notes.append)
+    ran = []
+
+    def fn(engine):
+        ran.append(engine)
+        if engine == "batched":
+            raise F.NotBatchable("forward indexes a tensor with a tensor")
+        return engine
+
+    net = nn.Linear(2, 1)
+    assert chooser.run("train", net, 4, fn, batched=lambda: (True, "")) == "vmap"
+    assert ran == ["batched", "vmap"]
+    assert chooser.summary()["batched"] == "not used: forward indexes a tensor with a tensor"
+    assert any("forward indexes a tensor with a tensor" in n for n in notes)
+    for _ in range(4):  # never tried again
+        chooser.run("train", net, 4, fn, batched=lambda: (True, ""))
+    assert "batched" not in ran[2:]
+    with pytest.raises(F.NotBatchable):  # an explicit engine="batched" is not second-guessed
+        EngineChooser("batched", "cpu").run("train", net, 4, fn, batched=lambda: (True, ""))

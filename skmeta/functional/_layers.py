@@ -376,6 +376,8 @@ def _getitem(args: tuple, kwargs: dict) -> Any:
     if not isinstance(base, Tensor):
         return base[index]
     index = index if isinstance(index, tuple) else (index,)
+    if any(isinstance(i, Tensor) for i in index):
+        raise NotBatchable("forward indexes a tensor with a tensor")
     return base[(slice(None), *index)]
 
 
