@@ -69,13 +69,14 @@ _SHELL_PARTS = [
 ]
 
 
-def shell_breakdown(n_iter: int, batch_size: int) -> dict:
+def shell_breakdown(n_iter: int, batch_size: int, fused: bool = False) -> dict:
     """Per meta-iteration: the shell's wall time and its parts (cProfile, cumulative)."""
     import cProfile
     import pstats
 
     tasks = make_sinusoid_tasks(n_tasks=batch_size * (n_iter + 4), n_samples=20, random_state=0)
-    est = _ShellOnly(k_shot=10, batch_size=batch_size, max_epochs=1, verbose=0, random_state=0)
+    est = _ShellOnly(k_shot=10, batch_size=batch_size, max_epochs=1, verbose=0, random_state=0,
+                     **({"optimizer__fused": True} if fused else {}))
     est.fit(tasks[:batch_size * 4])
     est.set_params(warm_start=True)
     test = tasks[batch_size * 4:]
@@ -110,13 +111,15 @@ def main(argv=None) -> dict:
     p.add_argument("--json", default=None)
     p.add_argument("--shell", action="store_true",
                    help="profile the shell alone (meta-gradient cached) with cProfile")
+    p.add_argument("--fused", action="store_true",
+                   help="with --shell: Adam with fused=True (optimizer__fused=True)")
     args = p.parse_args(argv)
     set_threads(args.threads)
     info = machine_info()
     if args.shell:
         print_header(f"Profile of the estimator shell, meta-gradient cached ({args.label})",
                      info)
-        res = shell_breakdown(args.iterations, args.batch_size)
+        res = shell_breakdown(args.iterations, args.batch_size, args.fused)
         print(f"\nshell: {res['wall_ms']:.3f} ms per meta-iteration (median of 5 fits of "
               f"{args.iterations} meta-iterations; {res['profiled_ms']:.3f} ms under cProfile)\n")
         print(markdown_table(["part (cumulative, under cProfile)", "ms / iteration"],
@@ -125,7 +128,7 @@ def main(argv=None) -> dict:
         print(markdown_table(["function (own time, under cProfile)", "ms / iteration"],
                              [[k, f"{v:.3f}"] for k, v in res["top_self_ms"]]))
         payload = {"info": info, "label": args.label, "batch_size": args.batch_size,
-                   "shell": res}
+                   "fused": args.fused, "shell": res}
         save_json(args.json, payload)
         return payload
     print_header(f"Profile of a sinusoid meta-iteration ({args.label})", info)
