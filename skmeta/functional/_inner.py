@@ -47,6 +47,9 @@ class Learner:
         parameter the rule moves (ANIL). The inner loop then computes the input of
         the head once per task and steps the head alone, instead of running the
         whole network at every step; see :func:`check_head`.
+    engine : {"vmap", "loop", "batched"}, default="vmap"
+        The engine the learner is bound to (see :meth:`bind`): per-task functions never
+        set it; :func:`map_tasks` binds the learner it passes them.
 
     Attributes
     ----------
