@@ -5,6 +5,7 @@ Usage (from the repository root)::
     python -m benchmarks                 # the default run (about 14 minutes on 2 cores)
     python -m benchmarks --quick         # a smoke run (about 2 minutes)
     python -m benchmarks --only sinusoid,adapt --json-dir /tmp/bench
+    python -m benchmarks --only gpu      # the GPU table (benchmarks/gpu.py; needs CUDA)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ("sinusoid", "conv", "adapt", "distributed")
+ON_REQUEST = ("gpu",)  # run only when named in --only
 
 
 def main(argv=None) -> int:
@@ -32,9 +34,10 @@ def main(argv=None) -> int:
                    help="keep each script's JSON results here (default: a temporary folder)")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(SCRIPTS))
+    unknown = sorted(set(names) - set(SCRIPTS) - set(ON_REQUEST))
     if unknown:
-        p.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(SCRIPTS)}")
+        p.error(f"unknown benchmark(s) {unknown}; choose from "
+                f"{', '.join(SCRIPTS + ON_REQUEST)}")
     json_dir = Path(args.json_dir) if args.json_dir else Path(tempfile.mkdtemp(prefix="skmeta-"))
     json_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

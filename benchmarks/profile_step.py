@@ -48,6 +48,60 @@ def breakdown(first_order: bool, n_iter: int, batch_size: int) -> dict:
             "engine": dict(getattr(est, "engine_", {})), "top_ops": top}
 
 
+class _ShellOnly(MAMLRegressor):
+    """MAMLRegressor whose meta-gradient is computed once, then reused: what remains is the
+    shell (skorch's loop and callbacks, meta-batches, the optimizer step)."""
+
+    def get_meta_gradient(self, batch, engine):
+        if getattr(self, "_cached_gradient", None) is None:
+            self._cached_gradient = super().get_meta_gradient(batch, engine)
+        return self._cached_gradient
+
+
+# where the shell's time goes: (label, file fragment, function name) of cumulative times
+_SHELL_PARTS = [
+    ("optimizer step (torch.optim.Adam)", "torch/optim/optimizer.py", "wrapper"),
+    ("meta-batch assembly", "skmeta/batching.py", "__iter__"),
+    ("train step around the (cached) meta-gradient", "skmeta/base.py", "train_step_single"),
+    ("input validation (once per fit call)", "skmeta/tasks.py", "__init__"),
+    ("skorch callbacks (notify)", "skorch/net.py", "notify"),
+    ("zero_grad", "torch/optim/optimizer.py", "zero_grad"),
+]
+
+
+def shell_breakdown(n_iter: int, batch_size: int, fused: bool = False) -> dict:
+    """Per meta-iteration: the shell's wall time and its parts (cProfile, cumulative)."""
+    import cProfile
+    import pstats
+
+    tasks = make_sinusoid_tasks(n_tasks=batch_size * (n_iter + 4), n_samples=20, random_state=0)
+    est = _ShellOnly(k_shot=10, batch_size=batch_size, max_epochs=1, verbose=0, random_state=0,
+                     **({"optimizer__fused": True} if fused else {}))
+    est.fit(tasks[:batch_size * 4])
+    est.set_params(warm_start=True)
+    test = tasks[batch_size * 4:]
+    walls = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        est.partial_fit(test)
+        walls.append((time.perf_counter() - t0) / n_iter)
+    prof = cProfile.Profile()
+    prof.enable()
+    est.partial_fit(test)
+    prof.disable()
+    stats = pstats.Stats(prof).stats
+    total = sum(tt for (_, _, tt, _, _) in stats.values()) / n_iter
+    parts = {}
+    for label, where, name in _SHELL_PARTS:
+        parts[label] = sum(ct for (f, _, fn), (_, _, _, ct, _) in stats.items()
+                           if where in f and fn == name) / n_iter
+    top = sorted(((tt / n_iter, f"{f.split('site-packages/')[-1]}:{fn}")
+                  for (f, _, fn), (_, _, tt, _, _) in stats.items()), reverse=True)[:12]
+    return {"wall_ms": 1e3 * float(np.median(walls)), "profiled_ms": 1e3 * total,
+            "parts_ms": {k: 1e3 * v for k, v in parts.items()},
+            "top_self_ms": [(name, 1e3 * t) for t, name in top]}
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=1)
@@ -55,9 +109,28 @@ def main(argv=None) -> dict:
     p.add_argument("--batch-size", type=int, default=25)
     p.add_argument("--label", default="this checkout")
     p.add_argument("--json", default=None)
+    p.add_argument("--shell", action="store_true",
+                   help="profile the shell alone (meta-gradient cached) with cProfile")
+    p.add_argument("--fused", action="store_true",
+                   help="with --shell: Adam with fused=True (optimizer__fused=True)")
     args = p.parse_args(argv)
     set_threads(args.threads)
     info = machine_info()
+    if args.shell:
+        print_header(f"Profile of the estimator shell, meta-gradient cached ({args.label})",
+                     info)
+        res = shell_breakdown(args.iterations, args.batch_size, args.fused)
+        print(f"\nshell: {res['wall_ms']:.3f} ms per meta-iteration (median of 5 fits of "
+              f"{args.iterations} meta-iterations; {res['profiled_ms']:.3f} ms under cProfile)\n")
+        print(markdown_table(["part (cumulative, under cProfile)", "ms / iteration"],
+                             [[k, f"{v:.3f}"] for k, v in res["parts_ms"].items()]))
+        print()
+        print(markdown_table(["function (own time, under cProfile)", "ms / iteration"],
+                             [[k, f"{v:.3f}"] for k, v in res["top_self_ms"]]))
+        payload = {"info": info, "label": args.label, "batch_size": args.batch_size,
+                   "fused": args.fused, "shell": res}
+        save_json(args.json, payload)
+        return payload
     print_header(f"Profile of a sinusoid meta-iteration ({args.label})", info)
     results = {order: breakdown(order == "first", args.iterations, args.batch_size)
                for order in ("second", "first")}

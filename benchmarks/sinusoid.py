@@ -17,6 +17,10 @@ Compared, per algorithm (second-order MAML, first-order MAML, Reptile):
   ``torch.autograd.grad(create_graph=True)``, one task after another, like learn2learn);
 * ``higher`` and ``learn2learn`` when they import.
 
+``--network`` chooses how the same 1-40-40-1 layers are written: ``mlp`` (skmeta's ``MLP``, the
+default), ``sequential`` (a bare ``nn.Sequential``) or ``user-class`` (a user's own ``nn.Module``
+class holding an ``nn.Sequential``, the way most users write a network).
+
 Run ``python benchmarks/sinusoid.py`` (``--quick`` for a smoke run, ``--help`` for options).
 """
 
@@ -40,6 +44,7 @@ except ImportError:  # run as a script
 
 import numpy as np
 import torch
+from torch import nn
 from torch.func import functional_call
 from torch.nn.functional import mse_loss
 
@@ -61,6 +66,34 @@ TARGET_VS_LOOP = {"maml2": 10.0, "maml1": 12.0, "reptile": 5.0}
 TARGET_VS_LOOP_LARGE = 20.0
 TARGET_SHELL_MS = 0.1
 SHELL = "skmeta fit, meta-gradient cached (shell only)"
+
+
+NETWORK = "mlp"  # how the network is written (--network)
+
+
+def _layers() -> nn.Sequential:
+    return nn.Sequential(nn.Linear(1, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(),
+                         nn.Linear(40, 1))
+
+
+class SinusoidNet(nn.Module):
+    """Finn et al.'s network as users write it: their own class around an nn.Sequential."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = _layers()
+
+    def forward(self, X):
+        return self.body(X)
+
+
+def make_net() -> nn.Module:
+    """A fresh 1-40-40-1 network, written the way ``--network`` says."""
+    if NETWORK == "sequential":
+        return _layers()
+    if NETWORK == "user-class":
+        return SinusoidNet()
+    return MLP(1, 1)
 
 
 # --------------------------------------------------------------------------- data
@@ -114,6 +147,10 @@ def make_estimator(algo: str, *, max_epochs: int = 1, random_state: int = 0,
                    shell_only: bool = False, **kwargs):
     common = dict(k_shot=K, n_query=Q, batch_size=META_BATCH, inner_lr=INNER_LR,
                   max_epochs=max_epochs, verbose=0, random_state=random_state, **kwargs)
+    if NETWORK == "sequential":
+        common["module"] = _layers()
+    elif NETWORK == "user-class":
+        common["module"] = SinusoidNet
     if algo == "reptile":
         return ReptileRegressor(inner_steps=REPTILE_STEPS, lr=REPTILE_LR, **common)
     cls = ShellOnlyMAML if shell_only else MAMLRegressor
@@ -125,7 +162,7 @@ class _Runner:
 
     def __init__(self, algo: str, state: dict):
         self.algo = algo
-        self.net = MLP(1, 1)
+        self.net = make_net()
         self.net.load_state_dict(state)
         self.params = dict(self.net.named_parameters())
         if algo == "reptile":
@@ -349,7 +386,7 @@ def gradient_check(algo: str, seed: int) -> dict:
 
 def evaluate_mse(state: dict, X: np.ndarray, y: np.ndarray, steps: int) -> float:
     """Mean query MSE after ``steps`` SGD steps on each task's support set (own loop)."""
-    net = MLP(1, 1)
+    net = make_net()
     b = to_batch(X, y)
     names = [k for k, _ in net.named_parameters()]
     losses = []
@@ -562,7 +599,7 @@ def build_memory_child(key: str):
         tasks = as_pairs(*sample_tasks(META_BATCH * n_iter, rng))
         est = make_estimator(algo, max_epochs=1, random_state=0)
         return lambda: est.fit(tasks)
-    state = MLP(1, 1).state_dict()
+    state = make_net().state_dict()
     runner = make_runner(name, algo, state)
     batches = [to_batch(*sample_tasks(META_BATCH, rng)) for _ in range(n_iter)]
 
@@ -671,7 +708,7 @@ def memory_algos(memory: dict) -> list[str]:
 
 
 def main(argv=None) -> dict:
-    global META_BATCH
+    global META_BATCH, NETWORK
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a short smoke run")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -683,6 +720,8 @@ def main(argv=None) -> dict:
     p.add_argument("--algos", default="maml2,maml1,reptile")
     p.add_argument("--meta-batch", type=int, default=25,
                    help="tasks per meta-iteration (default 25)")
+    p.add_argument("--network", default="mlp", choices=["mlp", "sequential", "user-class"],
+                   help="how the 1-40-40-1 network is written (default mlp: skmeta's MLP)")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--seed", type=int, default=0)
@@ -694,6 +733,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     C.set_threads(args.threads)
     META_BATCH = args.meta_batch
+    NETWORK = args.network
     if args._memory:
         C.memory_child(lambda: build_memory_child(args._memory))
         return {}
@@ -716,7 +756,8 @@ def main(argv=None) -> dict:
     acc_iters = args.accuracy_iters or (150 if args.quick else 3000)
     algos = [a for a in args.algos.split(",") if a]
     info = C.machine_info()
-    C.print_header("Sinusoid regression (Finn et al.): time per meta-iteration", info)
+    C.print_header(f"Sinusoid regression (Finn et al.): time per meta-iteration "
+                   f"(network: {NETWORK}, meta-batch {META_BATCH})", info)
     t_start = time.perf_counter()
     speed = {a: time_algorithm(a, rounds, block, args.seed) for a in algos}
     grads = {a: gradient_check(a, args.seed) for a in algos}
@@ -726,7 +767,8 @@ def main(argv=None) -> dict:
         for a in algos if not args.quick else algos[:1]:
             for name in implementations(a):
                 memory[f"{a}/{name}"] = C.measure_memory(
-                    Path(__file__), f"{a}/{name}", ["--threads", str(args.threads)])
+                    Path(__file__), f"{a}/{name}", ["--threads", str(args.threads), "--network",
+                                                     NETWORK, "--meta-batch", str(META_BATCH)])
     acc = {}
     for a in [a for a in algos if a != "reptile"] if not args.quick else algos[:1]:
         print(f"\naccuracy: {ALGOS[a]}, {acc_iters} meta-iterations ...", flush=True)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .functional import current_step
+from .functional import current_step, register_batched_layer
 
 __all__ = ["MLP", "ConvNet", "BatchNorm"]
 
@@ -105,6 +105,26 @@ class BatchNorm(nn.Module):
         return f"{self.num_features}, eps={self.eps}, affine={self.affine}{steps}"
 
 
+@register_batched_layer(BatchNorm)
+def _batched_batch_norm(layer: BatchNorm, params: dict[str, Tensor], X: Tensor) -> Tensor:
+    """:class:`BatchNorm` on every task at once (``X``: task axis first; see
+    :func:`skmeta.functional.register_batched_layer`)."""
+    dims = [1] + list(range(3, X.dim()))  # the examples and spatial axes of each task
+    mean = X.mean(dim=dims, keepdim=True)
+    var = ((X - mean) ** 2).mean(dim=dims, keepdim=True)
+    out = (X - mean) * torch.rsqrt(var + layer.eps)
+    weight, bias = params.get("weight"), params.get("bias")
+    if weight is None:
+        return out
+    if layer.n_steps is not None:
+        step = current_step()
+        row = layer.n_steps - 1 if step is None else min(step, layer.n_steps - 1)
+        weight, bias = weight[..., row, :], bias[..., row, :]
+    lead = X.shape[0] if weight.dim() == 2 else 1
+    shape = [lead, 1, -1] + [1] * (X.dim() - 3)
+    return out * weight.reshape(shape) + bias.reshape(shape)
+
+
 class MLP(nn.Module):
     """A multi-layer perceptron: Linear, activation, ..., Linear.
 
@@ -157,7 +177,7 @@ class MLP(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, X: Tensor) -> Tensor:
-        return self.layers(X.flatten(1) if X.dim() > 2 else X)
+        return self.layers(X.flatten(1))  # examples first; a 2-D input is left as it is
 
 
 class ConvNet(nn.Module):

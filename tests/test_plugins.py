@@ -57,9 +57,8 @@ class ToyRegressor(MetaRegressorMixin, BaseMetaLearner):
     def get_inner_rule(self, inner_lr=None):
         return clipped_sgd(self.inner_lr if inner_lr is None else inner_lr)
 
-    def task_objective(self, learner, task, engine):
-        return query_loss(learner, task, steps=self.inner_steps, first_order=self.first_order,
-                          engine=engine)
+    def task_objective(self, learner, task):
+        return query_loss(learner, task, steps=self.inner_steps, first_order=self.first_order)
 '''
 
 CHECK = """

@@ -23,8 +23,6 @@ class _BaseANIL(BaseMetaLearner):
     and ``adapt`` cost little more than a forward pass of the body.
     """
 
-    supports_batched = supports_query_mask = True
-
     _params = {
         "first_order": FIRST_ORDER,
         "head": Param(None, "str, list of str or None",

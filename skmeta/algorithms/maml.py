@@ -15,8 +15,6 @@ class _BaseMAML(BaseMetaLearner):
     steps (second order) unless ``first_order=True``.
     """
 
-    supports_batched = supports_query_mask = True
-
     _params = {"first_order": FIRST_ORDER}
 
     def uses_second_order(self):

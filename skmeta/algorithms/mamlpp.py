@@ -81,7 +81,6 @@ def msl_weights(n_steps: int, epoch: int, msl_epochs: int) -> np.ndarray:
 class _BaseMAMLPlusPlus(BaseMetaLearner):
     """MAML with the stabilising and speeding tricks of MAML++, each switchable on its own."""
 
-    supports_batched = supports_query_mask = True
     _params = {
         "first_order": FIRST_ORDER,
         "multi_step_loss_epochs": Param(
@@ -161,16 +160,16 @@ class _BaseMAMLPlusPlus(BaseMetaLearner):
         frozen = frozenset(self.per_step_bn_)
         return only(lambda name: name not in frozen, rule) if frozen else rule
 
-    def task_objective(self, learner, task, engine):
+    def task_objective(self, learner, task):
         steps, schedule = self.inner_steps, self._schedule()
-        fasts = learner.run_inner(task.X_support, task.y_support, steps=steps, engine=engine,
+        fasts = learner.run_inner(task.X_support, task.y_support, steps=steps,
                                   first_order=not schedule["second_order"])
         weights = schedule["msl_weights"]
         if weights is None:
             return learner.loss(fasts[-1], task.X_query, task.y_query, step=steps - 1,
-                                engine=engine, mask=task.query_mask)
+                                mask=task.query_mask)
         return sum(float(w) * learner.loss(fasts[k + 1], task.X_query, task.y_query, step=k,
-                                           engine=engine, mask=task.query_mask)
+                                           mask=task.query_mask)
                    for k, w in enumerate(weights))
 
     def get_default_callbacks(self):

@@ -16,8 +16,6 @@ class _BaseMetaSGD(BaseMetaLearner):
     in ``inner_state_``). The meta-objective is MAML's.
     """
 
-    supports_batched = supports_query_mask = True
-
     _params = {"first_order": FIRST_ORDER}
     _param_docs = {"inner_lr": "The initial value of every learned inner learning rate (the "
                    "rates are then meta-learned; ``adapt`` uses the learned ones and refuses an "

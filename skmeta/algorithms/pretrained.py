@@ -13,7 +13,8 @@ from ..functional import Learner, TaskBatch, last_layer
 __all__ = ["PretrainedRegressor", "PretrainedClassifier", "joint_task_loss"]
 
 
-def joint_task_loss(learner: Learner, task: TaskBatch, engine: str = "vmap") -> torch.Tensor:
+def joint_task_loss(learner: Learner, task: TaskBatch, engine: str | None = None
+                    ) -> torch.Tensor:
     """The loss of the meta-parameters on one task's pooled support and query data.
 
     Pre-training's per-task objective: no inner loop; the mean over tasks is
@@ -24,8 +25,10 @@ def joint_task_loss(learner: Learner, task: TaskBatch, engine: str = "vmap") -> 
     learner : skmeta.functional.Learner
         The network and its parameters.
     task : skmeta.functional.TaskBatch
-        One task (no task axis; all tasks with ``engine="batched"``).
-    engine : {"vmap", "loop", "batched"}, default="vmap"
+        One task (no task axis).
+    engine : {"vmap", "loop", "batched"} or None, default=None
+        Not needed: the engine that runs it binds the learner (see
+        :func:`skmeta.functional.map_tasks`); None uses ``learner.engine``.
 
     Returns
     -------
@@ -45,13 +48,7 @@ def joint_task_loss(learner: Learner, task: TaskBatch, engine: str = "vmap") -> 
     >>> joint_task_loss(learner, task).shape
     torch.Size([])
     """
-    X, y, mask = task.X_support, task.y_support, None
-    if task.X_query is not None:
-        axis = 1 if engine == "batched" else 0
-        X, y = torch.cat([X, task.X_query], axis), torch.cat([y, task.y_query], axis)
-        if task.query_mask is not None:  # padded query rows do not count
-            mask = torch.cat([torch.ones(task.y_support.shape[:axis + 1], dtype=torch.bool,
-                                         device=X.device), task.query_mask], axis)
+    X, y, mask = task.pooled()
     return learner.loss({}, X, y, engine=engine, mask=mask)
 
 
@@ -67,10 +64,8 @@ class _BasePretrained(BaseMetaLearner):
     ``train_loss`` is the joint training loss (before any adaptation).
     """
 
-    supports_batched = supports_query_mask = True
-
-    def task_objective(self, learner, task, engine):
-        return joint_task_loss(learner, task, engine)
+    def task_objective(self, learner, task):
+        return joint_task_loss(learner, task)
 
 
 class PretrainedRegressor(MetaRegressorMixin, _BasePretrained):

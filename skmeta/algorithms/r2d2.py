@@ -22,8 +22,6 @@ class _BaseR2D2(BaseMetaLearner):
     regularisation strength.
     """
 
-    supports_batched = supports_query_mask = True
-
     _params = {
         "head": Param(None, "str or None", "The ``nn.Linear`` layer solved per task; it must be "
                       "the network's last operation. None takes the last layer with parameters."),
@@ -58,8 +56,8 @@ class _BaseR2D2(BaseMetaLearner):
         return ridge_head(self.head_, self.alpha, classification=self.get_targets().classification,
                           prior=self.prior)
 
-    def task_objective(self, learner, task, engine):
-        return query_loss(learner, task, steps=self.inner_steps, engine=engine)
+    def task_objective(self, learner, task):
+        return query_loss(learner, task, steps=self.inner_steps)
 
 
 _REFERENCES = """

@@ -11,7 +11,7 @@ __all__ = ["ReptileRegressor", "ReptileClassifier", "reptile_pseudo_gradient"]
 
 
 def reptile_pseudo_gradient(learner: Learner, task: TaskBatch, *, steps: int,
-                            engine: str = "vmap") -> tuple[torch.Tensor, Params]:
+                            engine: str | None = None) -> tuple[torch.Tensor, Params]:
     """Reptile's per-task pseudo-gradient ``phi - W``.
 
     ``W`` are the parameters after ``steps`` inner steps from ``phi`` on the
@@ -27,7 +27,9 @@ def reptile_pseudo_gradient(learner: Learner, task: TaskBatch, *, steps: int,
         One task (no task axis).
     steps : int
         Inner steps.
-    engine : {"vmap", "loop"}, default="vmap"
+    engine : {"vmap", "loop", "batched"} or None, default=None
+        Not needed: the engine that runs it binds the learner (see
+        :func:`skmeta.functional.map_tasks`); None uses ``learner.engine``.
 
     Returns
     -------
@@ -46,20 +48,21 @@ def reptile_pseudo_gradient(learner: Learner, task: TaskBatch, *, steps: int,
     >>> learner = F.Learner(net, dict(net.named_parameters()), {}, nn.functional.mse_loss,
     ...                     F.sgd(0.1)).detached()
     >>> batch = F.TaskBatch(*(torch.randn(3, 5, 1) for _ in range(2)))
-    >>> loss, pseudo = F.mean_over_tasks(lambda task, engine: reptile_pseudo_gradient(
-    ...     learner, task, steps=5, engine=engine), [batch])
+    >>> loss, pseudo = F.mean_over_tasks(lambda learner, task: reptile_pseudo_gradient(
+    ...     learner, task, steps=5), [batch], learner=learner)
     >>> sorted(pseudo), bool(torch.isnan(loss))
     (['bias', 'weight'], True)
     """
-    fast = learner.run_inner(task.X_support, task.y_support, steps=steps, engine=engine)[-1]
-    pseudo = {k: p - fast[k] if k in fast else torch.zeros_like(p)
-              for k, p in learner.params.items()}
-    if task.X_query is None:  # one NaN per task (a vector with engine="batched")
-        loss = task.X_support.new_full(task.X_support.shape[:-2] if engine == "batched"
-                                       else (), float("nan"))
+    if engine is not None:
+        learner = learner.bind(engine)
+    fast = learner.run_inner(task.X_support, task.y_support, steps=steps)[-1]
+    adapted = learner.merged(fast)
+    pseudo = {k: p - adapted[k] for k, p in learner.params.items()}
+    if task.X_query is None:  # a constant: NaN for every task
+        loss = task.X_support.new_full((), float("nan"))
     else:
         loss = learner.loss(fast, task.X_query, task.y_query, step=max(steps - 1, 0),
-                            engine=engine, mask=task.query_mask)
+                            mask=task.query_mask)
     return loss, pseudo
 
 
@@ -72,12 +75,10 @@ class _BaseReptile(BaseMetaLearner):
     learning rate ``lr`` this is ``phi <- phi + lr * (mean(W) - phi)``.
     """
 
-    supports_batched = supports_query_mask = True
-
     _param_defaults = {"optimizer": torch.optim.SGD, "lr": 1.0, "inner_steps": 5}
 
-    def task_pseudo_gradient(self, learner, task, engine):
-        return reptile_pseudo_gradient(learner, task, steps=self.inner_steps, engine=engine)
+    def task_pseudo_gradient(self, learner, task):
+        return reptile_pseudo_gradient(learner, task, steps=self.inner_steps)
 
 
 _REFERENCES = """

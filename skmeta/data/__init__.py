@@ -19,6 +19,7 @@ from .metabatch import (  # noqa: F401 - the package's helpers
     TaskSplit,
     group_by_shape,
     make_meta_batch,
+    stacked_epoch,
 )
 from .seeding import seed_from  # noqa: F401 - the package's helpers
 from .split import split_task  # noqa: F401 - the package's helpers

@@ -209,6 +209,66 @@ def make_meta_batch(tasks: Sequence, indices: Any, rng: np.random.Generator, *, 
     return MetaBatch(groups, classes if classification else None, [int(i) for i in indices])
 
 
+_EPOCH_BLOCK = 1 << 22  # elements gathered at once when an epoch's meta-batches are assembled
+
+
+def stacked_epoch(tasks: Sequence, order: np.ndarray, rng: np.random.Generator, *,
+                  batch_size: int, k_shot: int, n_query: int | None,
+                  to_tensor: Callable) -> Iterator[MetaBatch] | None:
+    """The meta-batches of one epoch of equally sized regression tasks, assembled together.
+
+    The same meta-batches, in the same order and with the same splits, as
+    :func:`make_meta_batch` called on ``order[i:i + batch_size]`` one after another
+    with ``rng``: one random draw, one sort and one gather serve a block of
+    meta-batches (blocks of at most about four million values), and each meta-batch is
+    a view of its block. None when ``tasks`` are not equally sized (X, y) pairs.
+
+    Parameters
+    ----------
+    tasks : TaskSequence
+    order : array of int
+        The tasks of the epoch, in order.
+    rng : numpy.random.Generator
+        Draws the support/query splits.
+    batch_size, k_shot, n_query : int, int, int or None
+    to_tensor : callable
+        As for :func:`make_meta_batch`.
+
+    Returns
+    -------
+    batches : iterator of MetaBatch, or None
+    """
+    stacked = getattr(tasks, "stacked", lambda: None)()
+    if stacked is None:
+        return None
+    n = stacked[0].shape[1]
+    check_task_size(n, k_shot=k_shot, n_query=n_query, need_query=True,
+                    where=_every_task(stacked[0].shape[0]))
+    template = to_tensor(np.zeros(0, dtype=np.float32), False)
+    X_all, y_all = tasks.stacked_tensors(template.dtype, template.device)
+    per_task = n * (int(np.prod(X_all.shape[2:])) + int(np.prod(y_all.shape[2:])))
+    block = max(1, _EPOCH_BLOCK // max(per_task, 1) // batch_size) * batch_size
+    q_end = n if n_query is None else k_shot + n_query
+
+    def batches() -> Iterator[MetaBatch]:
+        for first in range(0, len(order), block):
+            idx = np.asarray(order[first:first + block], dtype=np.int64)
+            perms = np.argsort(rng.random((len(idx), n)), axis=1)  # one permutation per task
+            rows = torch.as_tensor(idx[:, None], device=X_all.device)
+            cols = torch.as_tensor(perms, device=X_all.device)
+            X, y = X_all[rows, cols], y_all[rows, cols]
+            if y.dim() == 2:
+                y = y.unsqueeze(-1)
+            for start in range(0, len(idx), batch_size):
+                Xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+                part = TaskBatch(Xb[:, :k_shot], yb[:, :k_shot], Xb[:, k_shot:q_end],
+                                 yb[:, k_shot:q_end])
+                ids = idx[start:start + batch_size]
+                yield MetaBatch([(list(range(len(ids))), part)], None, ids.tolist())
+
+    return batches()
+
+
 def _padded(a: np.ndarray, length: int) -> np.ndarray:
     return np.concatenate([a, np.zeros((length - len(a), *a.shape[1:]), a.dtype)])
 
@@ -253,6 +313,12 @@ class MetaBatchIterator:
         else:  # the same validation splits every epoch
             rng = np.random.default_rng([net.seed_, 1])
             order = np.arange(len(self.tasks))
+        epoch = getattr(net, "_epoch_meta_batches", None)  # all at once, where it can
+        batches = None if epoch is None else epoch(self.tasks, order, rng,
+                                                   training=self.training)
+        if batches is not None:
+            yield from batches
+            return
         for start in range(0, len(order), net.batch_size):
             yield net.get_meta_batch(self.tasks, order[start:start + net.batch_size], rng,
                                      training=self.training)

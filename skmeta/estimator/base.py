@@ -36,6 +36,7 @@ from .. import functional as F
 from ..data import MetaBatch, TaskSequence, check_task_arrays, seed_from
 from ..io import SafeFileMixin
 from .adaptation import AdaptationContext, Adapter
+from .hooks import per_task_function, supports
 from .inner_state import InnerState
 from .targets import MetaClassifierMixin, MetaRegressorMixin
 from .training import TaskNet
@@ -106,20 +107,20 @@ class BaseMetaLearner(SafeFileMixin, TaskNet):
         meta-learned module itself by default (pre-training swaps in a fresh head)."""
         return self.module_
 
-    def task_objective(self, learner: F.Learner, task: F.TaskBatch, engine: str) -> torch.Tensor:
+    def task_objective(self, learner: F.Learner, task: F.TaskBatch) -> torch.Tensor:
         """The per-task objective whose mean over tasks is minimised (hook).
 
         By default the query loss after ``inner_steps`` steps of the inner rule
         (:func:`skmeta.functional.query_loss`), differentiated through the inner steps
-        when :meth:`uses_second_order` says so. An algorithm that steps with a
-        pseudo-gradient instead defines ``task_pseudo_gradient``.
+        when :meth:`uses_second_order` says so. ``learner`` is bound to the engine that
+        runs the task; an algorithm that steps with a pseudo-gradient instead defines
+        ``task_pseudo_gradient(learner, task)`` (see :mod:`skmeta.estimator.hooks`).
         """
         return F.query_loss(learner, task, steps=self.inner_steps,
-                            first_order=not self.uses_second_order(), engine=engine)
+                            first_order=not self.uses_second_order())
 
-    task_pseudo_gradient = None  # (learner, task, engine) -> (loss, {name: pseudo-gradient})
-    supports_batched = False  # True: the per-task function runs with engine="batched" too
-    supports_query_mask = False  # True: it passes task.query_mask to the learner's loss
+    task_pseudo_gradient = None  # (learner, task) -> (loss, {name: pseudo-gradient})
+    supports_batched = None  # only for the older (learner, task, engine) hook form: hooks.py
 
     # ------------------------------------------------- rules and learners
 
@@ -163,9 +164,9 @@ class BaseMetaLearner(SafeFileMixin, TaskNet):
 
     def _batched(self, kind: str, module: nn.Module) -> tuple[bool, str]:
         """Whether the batched engine can run ``kind`` work on ``module``, and why not."""
-        if kind == "train" and not self.supports_batched:
-            return False, (f"{type(self).__name__}'s per-task function does not declare "
-                           "supports_batched")
+        if kind == "train" and not supports(self, self.supports_batched):
+            return False, (f"{type(self).__name__}'s per-task function has the older form "
+                           "(learner, task, engine) and does not declare supports_batched")
         return F.batchable(module)
 
     # ------------------------------------------------------- meta-gradients
@@ -180,12 +181,12 @@ class BaseMetaLearner(SafeFileMixin, TaskNet):
         learner = self.learner()
         wrt = self._meta_parameters()
         if self.task_pseudo_gradient is None:
-            objective = functools.partial(self.task_objective, learner)
-            return F.meta_gradient(objective, batch.task_batches, wrt, engine=engine,
-                                   chunk_size=self.chunk_size)
-        fn = functools.partial(self.task_pseudo_gradient, learner.detached())
+            fn, bound = per_task_function(self, learner)
+            return F.meta_gradient(fn, batch.task_batches, wrt, engine=engine,
+                                   chunk_size=self.chunk_size, learner=bound)
+        fn, bound = per_task_function(self, learner.detached())
         loss, pseudo = F.mean_over_tasks(fn, batch.task_batches, engine=engine,
-                                         chunk_size=self.chunk_size)
+                                         chunk_size=self.chunk_size, learner=bound)
         grads = {k: torch.zeros_like(p) for k, p in wrt.items()}
         grads.update({f"module_.{k}": g for k, g in pseudo.items()})
         return loss, grads

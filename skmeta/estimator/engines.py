@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..functional import vmap_support
+from ..functional import NotBatchable, vmap_support
 
 __all__ = ["EngineChooser"]
 
@@ -77,13 +77,27 @@ class EngineChooser:
         self.chosen: dict[str, str] = {}
         self.timings: dict[str, dict[str, list[float]]] = {}
         self.last: dict[str, str] = {}
+        self.not_batched: dict[str, str] = {}
 
     def summary(self) -> dict[str, str]:
-        """``{kind: engine}``: the engine decided (or, while timing, last used) per kind."""
+        """``{kind: engine}``: the engine decided (or, while timing, last used) per kind; with
+        ``engine="auto"``, ``"batched"``: why the batched engine was not used, if it was not."""
         out = dict(self.last)
         for key, engine in self.chosen.items():
             out.setdefault(key.split("/")[0], engine)
+        if self.not_batched and "batched" not in out.values():
+            out["batched"] = "not used: " + "; ".join(
+                dict.fromkeys(self.not_batched.values()))
         return out
+
+    def _refused(self, kind: str, reason: str) -> None:
+        """Record (and say once, in the fit log) why the batched engine does not run ``kind``."""
+        if kind in self.not_batched:
+            return
+        self.not_batched[kind] = reason
+        if self.announce is not None:
+            self.announce(f"engine='auto': the batched engine cannot run this {kind} work "
+                          f"({reason}); the vmap or loop engine runs it.")
 
     def engine_for(self, kind: str, module: nn.Module, *, n_tasks: int,
                    second_order: bool = False,
@@ -110,7 +124,10 @@ class EngineChooser:
                 raise ValueError(f"engine='vmap' cannot run this module: {reason}. Use "
                                  "engine='loop' or 'auto', or skmeta.modules.BatchNorm.")
             return "vmap"
-        if batched()[0]:  # it computes what vmap computes, with less overhead
+        ok_batched, why = batched() if kind not in self.not_batched else (False, "")
+        if not ok_batched and batched is not _NOT_BATCHED:
+            self._refused(kind, why)
+        if ok_batched:  # it computes what vmap computes, with less overhead
             fast = "batched"
         elif not ok:
             return self._decide(key, "loop")
@@ -139,6 +156,19 @@ class EngineChooser:
         """``fn(engine)`` with the engine for ``kind``, timed while ``"auto"`` decides."""
         engine = self.engine_for(kind, module, n_tasks=n_tasks, second_order=second_order,
                                  batched=batched)
+        if engine == "batched" and self.engine == "auto":
+            try:
+                return self._run(kind, engine, n_tasks, fn, second_order)
+            except NotBatchable as e:  # found only when running (e.g. a tensor used as index)
+                self._refused(kind, str(e))
+                self.timings.pop(_key(kind, second_order), None)
+                self.chosen.pop(_key(kind, second_order), None)
+                return self.run(kind, module, n_tasks, fn, second_order=second_order,
+                                batched=batched)
+        return self._run(kind, engine, n_tasks, fn, second_order)
+
+    def _run(self, kind: str, engine: str, n_tasks: int, fn: Callable[[str], Any],
+             second_order: bool) -> Any:
         self.last[kind] = engine
         key = _key(kind, second_order)
         if self.engine != "auto" or key in self.chosen or n_tasks < 2:

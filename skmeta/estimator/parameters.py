@@ -215,8 +215,9 @@ SHARED_PARAMS: dict[str, Param] = {
                         "processes with ``distributed=True``.", _POS_INT),
     "engine": Param("auto", '{"auto", "batched", "vmap", "loop"}',
                     '``"batched"`` runs the inner loops of equally shaped tasks together as '
-                    "batched matrix products (networks of linear layers, activations, dropout "
-                    "and :class:`skmeta.modules.BatchNorm`; see "
+                    "batched matrix products (any network torch.fx traces whose layers are "
+                    "registered: linear, convolution, activations, dropout, pooling, "
+                    "normalisations, residual additions, concatenation...; see "
                     ':func:`skmeta.functional.batchable`), ``"vmap"`` vectorises them with '
                     ':func:`torch.func.vmap` (any network it runs exactly), ``"loop"`` runs '
                     'tasks one by one (the reference). ``"auto"`` times the loop against the '
@@ -275,7 +276,8 @@ SHARED_ATTRIBUTES: dict[str, Attribute] = {
                        "the network's initial weights and the task streams are drawn.",
                        saved=True),
     "engine_": Attribute("dict", 'The engine used for ``"train"`` and ``"adapt"`` work (decided '
-                         'by timing with ``engine="auto"``).'),
+                         'by timing with ``engine="auto"``), and under ``"batched"`` why the '
+                         "batched engine was not used, when it could not run the network."),
 }
 
 

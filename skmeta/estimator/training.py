@@ -31,10 +31,12 @@ from ..data import (
     as_tasks,
     make_meta_batch,
     seed_from,
+    stacked_epoch,
     warn_on_scale,
 )
 from ..metrics import check_scoring_context
 from .engines import EngineChooser
+from .hooks import supports
 from .inner_state import LearnedState
 from .network import check_io, fill_sizes
 from .parameters import ParameterizedNet
@@ -54,7 +56,7 @@ class TaskNet(ParameterizedNet):
 
     _classification = False
     targets = "regression"  # the target strategy's name (see skmeta.estimator.targets)
-    supports_query_mask = False  # True: the per-task function passes task.query_mask on
+    supports_query_mask = None  # only for the older (learner, task, engine) hook form: hooks.py
 
     def get_targets(self) -> Targets:
         """The target strategy named by the ``targets`` class attribute, with its fitted state."""
@@ -302,9 +304,8 @@ class TaskNet(ParameterizedNet):
 
         loss, *values = self._group().mean_over_tasks(
             batch, compute, zeros, what=f"the meta-step of epoch {len(self.history)}")
-        # one reduction checks everything: NaN/inf in any gradient propagates to the sum
-        total = loss + torch.stack([g.sum() for g in values]).sum() if values else loss
-        if not torch.isfinite(total):
+        flat = torch.cat([loss.reshape(1), *(g.reshape(-1) for g in values)])
+        if not torch.isfinite(flat).all():  # one check: NaN/inf in the loss or any gradient
             self._raise_non_finite(loss, dict(zip([k for k, _ in trainable], values)))
         for (_, p), g in zip(trainable, values):
             p.grad = g if p.grad is None else p.grad + g
@@ -360,11 +361,19 @@ class TaskNet(ParameterizedNet):
                                training=training, need_query=need_query,
                                pad_queries=self._pads_queries())
 
+    def _epoch_meta_batches(self, tasks, order, rng, *, training):
+        """An epoch's meta-batches assembled at once (:func:`skmeta.data.stacked_epoch`), where
+        every task is a regression task of equal size; None to draw them one by one."""
+        if self._classification or type(self).get_meta_batch is not TaskNet.get_meta_batch:
+            return None
+        return stacked_epoch(tasks, order, rng, batch_size=self.batch_size, k_shot=self.k_shot,
+                             n_query=self.n_query, to_tensor=self._to_tensor)
+
     def _pads_queries(self) -> bool:
         """Whether query sets of different lengths are padded into one group (see
         :func:`skmeta.data.make_meta_batch`): the algorithm passes ``query_mask`` on
         and the loss can leave padded rows out."""
-        return self.supports_query_mask and F.maskable(self.criterion_)
+        return supports(self, self.supports_query_mask) and F.maskable(self.criterion_)
 
     def __getstate__(self):
         state = super().__getstate__()

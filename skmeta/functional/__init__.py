@@ -20,10 +20,15 @@ The pieces, in the order data flows through them:
   :meth:`~Learner.run_inner` is the one inner loop that meta-training,
   meta-validation, ``adapt`` and ``score`` all run.
 * :func:`map_tasks`: the one place a per-task function is mapped over a
-  meta-batch, with two engines that compute the same numbers: ``"vmap"``
+  meta-batch, with three engines that compute the same numbers: ``"vmap"``
   vectorises the tasks (:func:`torch.func.vmap` over :func:`torch.func.grad`);
   ``"loop"`` runs one task after another with :func:`torch.autograd.grad`, the
-  reference implementation the vectorised engine is tested against.
+  reference implementation the others are tested against; ``"batched"`` runs
+  every task at once with batched products (:func:`batched_forward`, for networks
+  traced with :mod:`torch.fx` whose layers are registered,
+  :func:`register_batched_layer`). The per-task function is written for one task
+  and never names its engine: the engine binds the :class:`Learner` it receives
+  (:meth:`Learner.bind`).
   :func:`meta_gradient` (of a per-task objective, e.g. :func:`query_loss`,
   MAML's query loss after the inner loop) and :func:`mean_over_tasks` (of a
   per-task pseudo-gradient, e.g. Reptile's) build on it, as do :func:`adapt`
@@ -43,10 +48,10 @@ MAML's meta-gradient, written with the core:
 ...                     F.sgd(0.1))
 >>> batch = F.TaskBatch(torch.randn(4, 5, 1), torch.randn(4, 5, 1),
 ...                     torch.randn(4, 5, 1), torch.randn(4, 5, 1))
->>> def objective(task, engine):
-...     fasts = learner.run_inner(task.X_support, task.y_support, steps=1, engine=engine)
+>>> def objective(learner, task):  # one task; the engine binds the learner
+...     fasts = learner.run_inner(task.X_support, task.y_support, steps=1)
 ...     return learner.loss(fasts[-1], task.X_query, task.y_query)
->>> loss, grads = F.meta_gradient(objective, [batch], learner.params)
+>>> loss, grads = F.meta_gradient(objective, [batch], learner.params, learner=learner)
 >>> sorted(grads), grads["weight"].shape
 (['bias', 'weight'], torch.Size([1, 1]))
 >>> fast = F.adapt(learner, batch, steps=3)
@@ -54,7 +59,7 @@ MAML's meta-gradient, written with the core:
 torch.Size([4, 1, 1])
 """
 
-from ._batched import batchable, batched_forward, maskable, masked_loss, per_task_loss
+from ._batched import maskable, masked_loss, per_task_loss
 from ._core import (
     Engine,
     LossFn,
@@ -70,6 +75,14 @@ from ._core import (
 )
 from ._heads import example_inputs, head_is_last, last_layer
 from ._inner import Learner, adapt, check_head, predict, query_loss
+from ._layers import (
+    BatchedLayerFn,
+    NotBatchable,
+    batchable,
+    batched_forward,
+    batched_layer,
+    register_batched_layer,
+)
 from ._rules import InnerRule, learned_lr, only, per_step_lr, ridge_head, sgd
 
 __all__ = [
@@ -100,6 +113,10 @@ __all__ = [
     "vmap_support",
     "batchable",
     "batched_forward",
+    "register_batched_layer",
+    "batched_layer",
+    "BatchedLayerFn",
+    "NotBatchable",
     "maskable",
     "masked_loss",
     "per_task_loss",

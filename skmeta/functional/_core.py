@@ -85,6 +85,42 @@ class TaskBatch(NamedTuple):
         for start in range(0, n, step):
             yield self.slice(start, min(start + step, n))
 
+    def pooled(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The task's support and query examples together: ``(X, y, mask)``.
+
+        ``mask`` says which rows count (None: all of them; padded query rows do
+        not). Written for one task; a per-task function run by the batched engine
+        receives every task at once and gets every task's pooled rows.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skmeta.functional import TaskBatch
+        >>> X, y, mask = TaskBatch(torch.zeros(3, 2), torch.zeros(3), torch.ones(4, 2),
+        ...                        torch.ones(4)).pooled()
+        >>> X.shape, mask
+        (torch.Size([7, 2]), None)
+        """
+        return self._pooled(0)
+
+    def _pooled(self, axis: int) -> tuple[Tensor, Tensor, Tensor | None]:
+        X, y, mask = self.X_support, self.y_support, None
+        if self.X_query is not None:
+            X, y = torch.cat([X, self.X_query], axis), torch.cat([y, self.y_query], axis)
+            if self.query_mask is not None:  # padded query rows do not count
+                mask = torch.cat([torch.ones(self.y_support.shape[:axis + 1], dtype=torch.bool,
+                                             device=X.device), self.query_mask], axis)
+        return X, y, mask
+
+
+class _TaskChunk(TaskBatch):
+    """Every task of a chunk, as the batched engine hands them to a per-task function."""
+
+    __slots__ = ()
+
+    def pooled(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        return self._pooled(1)
+
 
 # ---------------------------------------------------------------------- the step
 
@@ -201,34 +237,57 @@ def _take(leaves: list, index: Any) -> list:
     return [None if leaf is None else leaf[index] for leaf in leaves]
 
 
-def map_tasks(fn: Callable[[Any, Engine], T], tasks: Any, *, engine: Engine = "vmap",
-              chunk_size: int | None = None) -> Iterator[tuple[Any, T]]:
+def _bound(fn: Callable, learner: Any, engine: Engine) -> Callable[[Any], Any]:
+    """``fn`` as a function of one task: ``fn(learner, task)`` with the learner the engine
+    binds, or (without a learner) the older form ``fn(task, engine)``."""
+    if learner is None:
+        return lambda task: fn(task, engine)
+    bound = learner.bind(engine)
+    return lambda task: fn(bound, task)
+
+
+def _with_task_axis(out: Any, n: int) -> Any:
+    """Outputs of a chunk of the batched engine: a 0-dim output (a constant, the same for
+    every task) is repeated for each task."""
+    return tree_map(lambda v: v.expand(n) if isinstance(v, Tensor) and v.dim() == 0 else v,
+                    out)
+
+
+def map_tasks(fn: Callable[..., T], tasks: Any, *, engine: Engine = "vmap",
+              chunk_size: int | None = None, learner: Any = None
+              ) -> Iterator[tuple[Any, T]]:
     """Apply a per-task function to every task, chunk by chunk.
 
     This is the one place where skmeta maps work over the tasks of a meta-batch.
     ``tasks`` is a :class:`TaskBatch` (or any tuple/dict of tensors sharing a
-    leading task axis, such as ``(fast_weights, X)``); ``fn(task, engine)``
-    receives one task, the same structure without the task axis, and returns a
-    tensor or a dict/tuple of tensors. For each chunk of tasks this yields the
-    chunk and ``fn``'s outputs stacked along a new leading task axis, so a
-    caller can reduce (or differentiate) chunk by chunk and free each chunk's
-    graph before the next.
+    leading task axis, such as ``(fast_weights, X)``). ``fn`` is written for one
+    task: with a ``learner``, ``fn(learner, task)`` receives the learner as the
+    engine binds it and one task (the same structure without the task axis), and
+    returns a tensor or a dict/tuple of tensors; it never needs to know which engine
+    runs it. For each chunk of tasks this yields the chunk and ``fn``'s outputs
+    stacked along a new leading task axis, so a caller can reduce (or differentiate)
+    chunk by chunk and free each chunk's graph before the next.
 
     Parameters
     ----------
     fn : callable
-        ``fn(task, engine)``; under ``"vmap"`` it must be written with
-        :mod:`torch.func` (e.g. :func:`torch.func.grad`), under ``"loop"`` it may
-        use :func:`torch.autograd.grad`.
+        ``fn(learner, task)`` when ``learner`` is given, else ``fn(task, engine)``
+        (the older form, which must handle each engine itself). It computes with
+        the learner's methods, :mod:`torch` operations and :mod:`torch.func`; under
+        ``"vmap"`` it may not call :func:`torch.autograd.grad` itself.
     tasks : TaskBatch or pytree of Tensor
         Tensors with a leading task axis (None entries are passed through).
     engine : {"vmap", "loop", "batched"}, default="vmap"
-        ``"vmap"`` vectorises the tasks of a chunk; ``"loop"`` runs one task per
-        chunk (the reference, and the lighter engine for convolutions on a CPU);
-        ``"batched"`` calls ``fn`` once per chunk on all its tasks (a task axis
-        included), for functions written with :class:`Learner`'s batched methods.
+        ``"vmap"`` vectorises the tasks of a chunk (:func:`torch.func.vmap`);
+        ``"loop"`` runs one task after another (the reference, and the lighter
+        engine for convolutions on a CPU); ``"batched"`` runs every task of a chunk
+        at once with a learner whose methods carry the task axis (see
+        :func:`batched_forward`): ``fn`` is called once per chunk, and a 0-dim
+        output (a constant) stands for the same value in every task.
     chunk_size : int or None, default=None
-        With ``"vmap"``, at most this many tasks at once (bounds memory).
+        At most this many tasks at once (bounds memory).
+    learner : Learner or None, default=None
+        The learner to bind to the engine (:meth:`Learner.bind`) and pass to ``fn``.
 
     Yields
     ------
@@ -250,31 +309,33 @@ def map_tasks(fn: Callable[[Any, Engine], T], tasks: Any, *, engine: Engine = "v
     [[0.5, 2.5, 4.5]]
     """
     _check_engine(engine)
+    one_task = _bound(fn, learner, engine)
     leaves, spec = tree_flatten(tasks)
     n = _n_tasks(leaves)
     step = n if not chunk_size else int(chunk_size)
-    if engine == "batched":  # fn itself handles the task axis (see Learner)
+    if engine == "batched":  # every task of a chunk at once (the learner carries the axis)
         for start in range(0, n, step):
             chunk = tree_unflatten(_take(leaves, slice(start, min(start + step, n))), spec)
-            yield chunk, fn(chunk, "batched")
+            given = _TaskChunk(*chunk) if type(chunk) is TaskBatch else chunk
+            yield chunk, _with_task_axis(one_task(given), min(start + step, n) - start)
         return
     if engine == "loop":
         for t in range(n):
             chunk = tree_unflatten(_take(leaves, slice(t, t + 1)), spec)
-            out = fn(tree_unflatten(_take(leaves, t), spec), "loop")
+            out = one_task(tree_unflatten(_take(leaves, t), spec))
             yield chunk, tree_map(lambda v: v.unsqueeze(0), out)
         return
     in_dims = tuple(None if leaf is None else 0 for leaf in leaves)
 
     def one(*task_leaves: Tensor | None) -> Any:
-        return fn(tree_unflatten(list(task_leaves), spec), "vmap")
+        return one_task(tree_unflatten(list(task_leaves), spec))
 
     batched = vmap(one, in_dims=in_dims, randomness="different")
     for start in range(0, n, step):
         part = _take(leaves, slice(start, min(start + step, n)))
         chunk = tree_unflatten(part, spec)
         if min(start + step, n) - start == 1:  # a single task needs no vmap (cheaper)
-            out = fn(tree_unflatten(_take(part, 0), spec), "vmap")
+            out = one_task(tree_unflatten(_take(part, 0), spec))
             yield chunk, tree_map(lambda v: v.unsqueeze(0), out)
         else:
             yield chunk, batched(*part)
@@ -285,9 +346,9 @@ def _dtype_of(tensors: Mapping[str, Tensor]) -> torch.dtype:
                 torch.get_default_dtype())
 
 
-def meta_gradient(objective: Callable[[TaskBatch, Engine], Tensor], batches: Sequence[TaskBatch],
+def meta_gradient(objective: Callable[..., Tensor], batches: Sequence[TaskBatch],
                   wrt: Mapping[str, Tensor], *, engine: Engine = "vmap",
-                  chunk_size: int | None = None) -> tuple[Tensor, Params]:
+                  chunk_size: int | None = None, learner: Any = None) -> tuple[Tensor, Params]:
     """The mean over tasks of a per-task objective, and its gradient.
 
     Every task of every batch counts once in the mean; losses are accumulated in
@@ -297,15 +358,19 @@ def meta_gradient(objective: Callable[[TaskBatch, Engine], Tensor], batches: Seq
     Parameters
     ----------
     objective : callable
-        ``objective(task, engine) -> scalar Tensor``, differentiable with respect
-        to the tensors of ``wrt`` (for MAML: the query loss after the inner loop).
+        ``objective(learner, task) -> scalar Tensor`` (with ``learner``; else
+        ``objective(task, engine)``, see :func:`map_tasks`), differentiable with
+        respect to the tensors of ``wrt`` (for MAML: the query loss after the inner
+        loop, :func:`query_loss`).
     batches : sequence of TaskBatch
         Groups of equally shaped tasks.
     wrt : mapping of str to Tensor
         The meta-parameters; those that do not require grad get zeros.
-    engine : {"vmap", "loop"}, default="vmap"
+    engine : {"vmap", "loop", "batched"}, default="vmap"
     chunk_size : int or None, default=None
         See :func:`map_tasks`.
+    learner : Learner or None, default=None
+        Passed to ``objective``, bound to the engine (see :func:`map_tasks`).
 
     Returns
     -------
@@ -331,7 +396,8 @@ def meta_gradient(objective: Callable[[TaskBatch, Engine], Tensor], batches: Seq
     grads: dict[str, Tensor] = {}
     total = None
     for batch in batches:
-        for _, losses in map_tasks(objective, batch, engine=engine, chunk_size=chunk_size):
+        for _, losses in map_tasks(objective, batch, engine=engine, chunk_size=chunk_size,
+                                   learner=learner):
             if names:
                 gs = torch.autograd.grad(losses.sum() / n_total, [wrt[k] for k in names],
                                          allow_unused=True)
@@ -347,8 +413,9 @@ def meta_gradient(objective: Callable[[TaskBatch, Engine], Tensor], batches: Seq
     return mean.to(_dtype_of(wrt)), {k: grads[k] for k in wrt}
 
 
-def mean_over_tasks(fn: Callable[[TaskBatch, Engine], T], batches: Sequence[TaskBatch], *,
-                    engine: Engine = "vmap", chunk_size: int | None = None) -> T:
+def mean_over_tasks(fn: Callable[..., T], batches: Sequence[TaskBatch], *,
+                    engine: Engine = "vmap", chunk_size: int | None = None,
+                    learner: Any = None) -> T:
     """The mean over all tasks of ``fn(task, engine)``, without autograd graphs.
 
     For algorithms that compute a per-task *pseudo-gradient* (Reptile's
@@ -359,10 +426,13 @@ def mean_over_tasks(fn: Callable[[TaskBatch, Engine], T], batches: Sequence[Task
     Parameters
     ----------
     fn : callable
-        ``fn(task, engine)`` returning a tensor or a dict/tuple of tensors.
+        ``fn(learner, task)`` (with ``learner``; else ``fn(task, engine)``)
+        returning a tensor or a dict/tuple of tensors.
     batches : sequence of TaskBatch
-    engine : {"vmap", "loop"}, default="vmap"
+    engine : {"vmap", "loop", "batched"}, default="vmap"
     chunk_size : int or None, default=None
+    learner : Learner or None, default=None
+        Passed to ``fn``, bound to the engine (see :func:`map_tasks`).
 
     Returns
     -------
@@ -382,7 +452,8 @@ def mean_over_tasks(fn: Callable[[TaskBatch, Engine], T], batches: Sequence[Task
     dtypes: Any = None
     with torch.no_grad():
         for batch in batches:
-            for _, out in map_tasks(fn, batch, engine=engine, chunk_size=chunk_size):
+            for _, out in map_tasks(fn, batch, engine=engine, chunk_size=chunk_size,
+                                    learner=learner):
                 part = tree_map(lambda v: v.double().sum(0), out)
                 if total is None:
                     total, dtypes = part, tree_map(lambda v: v.dtype, out)

@@ -47,6 +47,9 @@ class Learner:
         parameter the rule moves (ANIL). The inner loop then computes the input of
         the head once per task and steps the head alone, instead of running the
         whole network at every step; see :func:`check_head`.
+    engine : {"vmap", "loop", "batched"}, default="vmap"
+        The engine the learner is bound to (see :meth:`bind`): per-task functions never
+        set it; :func:`map_tasks` binds the learner it passes them.
 
     Attributes
     ----------
@@ -76,6 +79,7 @@ class Learner:
     rule: InnerRule
     state: Params = dataclasses.field(default_factory=dict)
     head: str | None = None
+    engine: Engine = "vmap"
     adapted: tuple[str, ...] = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
@@ -87,48 +91,98 @@ class Learner:
             if outside:
                 raise ValueError(f"head={self.head!r} must hold every parameter the inner loop "
                                  f"moves, but the rule also moves {outside}.")
+        if self.engine == "batched" and type(self) is Learner:
+            raise ValueError("A learner for the batched engine comes from "
+                             "learner.bind('batched').")
 
     def detached(self) -> Learner:
         """The same learner with detached parameters and state (no meta-gradient)."""
         return dataclasses.replace(self, params=_detached(self.params),
                                    state=_detached(self.state))
 
+    def bind(self, engine: Engine) -> Learner:
+        """The same learner as the engine ``engine`` runs it (see :func:`map_tasks`).
+
+        Under ``"vmap"`` and ``"loop"`` its methods see one task; under
+        ``"batched"`` they see every task of a chunk at once (a leading task axis on
+        inputs, targets and the parameters that move; one loss per task), so that a
+        per-task function written with them runs unchanged on every engine.
+
+        Parameters
+        ----------
+        engine : {"vmap", "loop", "batched"}
+
+        Returns
+        -------
+        learner : Learner
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch import nn
+        >>> from skmeta import functional as F
+        >>> net = nn.Linear(2, 1)
+        >>> learner = F.Learner(net, dict(net.named_parameters()), {}, nn.functional.mse_loss,
+        ...                     F.sgd(0.1))
+        >>> X, y = torch.randn(3, 5, 2), torch.randn(3, 5, 1)  # three tasks
+        >>> learner.bind("batched").loss({}, X, y).shape  # one loss per task
+        torch.Size([3])
+        """
+        if engine == self.engine:
+            return self
+        if engine not in ("vmap", "loop", "batched"):
+            raise ValueError(f"engine must be 'vmap', 'loop' or 'batched'; got {engine!r}.")
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        fields["engine"] = engine
+        return (_BatchedLearner if engine == "batched" else Learner)(**fields)
+
+    def _as(self, engine: Engine | None) -> Learner:
+        return self if engine is None or engine == self.engine else self.bind(engine)
+
     # ------------------------------------------------------------- forward
 
     def forward(self, fast: Mapping[str, Tensor], X: Tensor, *, step: int | None = None,
-                engine: Engine = "vmap") -> Tensor:
+                engine: Engine | None = None) -> Tensor:
         """The network's output on ``X`` with the parameters in ``fast`` replaced.
 
         ``fast`` may hold only the parameters that move (as :meth:`run_inner`
-        returns them); the others are the meta-parameters. With ``engine="batched"``,
-        ``X`` and ``fast`` carry a leading task axis (every task at once).
+        returns them); the others are the meta-parameters. ``engine`` (not needed:
+        see :meth:`bind`) runs it as that engine's learner would.
         """
-        params = {**self.params, **fast}
-        if engine == "batched":
-            with inner_step(step):
-                return batched_forward(self.module, params, X)
-        return forward(self.module, params, self.buffers, X, step=step)
+        if engine is not None and engine != self.engine:
+            return self.bind(engine).forward(fast, X, step=step)
+        return forward(self.module, {**self.params, **fast}, self.buffers, X, step=step)
 
     def loss(self, fast: Mapping[str, Tensor], X: Tensor, y: Tensor, *,
-             step: int | None = None, engine: Engine = "vmap", mask: Tensor | None = None
+             step: int | None = None, engine: Engine | None = None, mask: Tensor | None = None
              ) -> Tensor:
-        """``loss_fn(forward(fast, X), y)`` (one loss per task with ``engine="batched"``).
+        """``loss_fn(forward(fast, X), y)``: the task's loss (one loss per task when bound
+        to the batched engine).
 
         ``mask`` (a task's ``query_mask``) leaves padded rows out of the mean.
         """
-        out = self.forward(fast, X, step=step, engine=engine)
-        if engine == "batched":
-            return per_task_loss(self.loss_fn, out, y, mask)
+        learner = self._as(engine)
+        return learner._loss(learner.forward(fast, X, step=step), y, mask)
+
+    def _loss(self, out: Tensor, y: Tensor, mask: Tensor | None) -> Tensor:
         return self.loss_fn(out, y) if mask is None else masked_loss(self.loss_fn, out, y, mask)
 
-    def features(self, X: Tensor, *, step: int | None = None, engine: Engine = "vmap"
+    def _total(self, loss: Tensor) -> Tensor:
+        """What the inner gradient differentiates: the task's loss."""
+        return loss
+
+    def merged(self, fast: Mapping[str, Tensor]) -> Params:
+        """Every parameter of the network, those in ``fast`` replaced (as :meth:`forward`
+        uses them; each with the task axis when bound to the batched engine)."""
+        return {**self.params, **fast}
+
+    def features(self, X: Tensor, *, step: int | None = None, engine: Engine | None = None
                  ) -> Tensor:
         """The input of the ``head`` submodule when the network runs on ``X``."""
+        if engine is not None and engine != self.engine:
+            return self.bind(engine).features(X, step=step)
         if self.head is None:
             raise ValueError("features() needs a learner with a head.")
-        if engine == "batched":
-            with inner_step(step):
-                return batched_forward(self.module, self.params, X, stop_at=self.head)
         captured: list[Tensor] = []
 
         def hook(module: nn.Module, args: tuple) -> None:
@@ -144,30 +198,31 @@ class Learner:
                              "pass; the head must be applied exactly once, last.")
         return captured[0]
 
-    def _head_forward(self, fast: Mapping[str, Tensor], features: Tensor,
-                      step: int | None, engine: Engine = "vmap") -> Tensor:
+    def _head_params(self, fast: Mapping[str, Tensor]) -> tuple[Params, nn.Module]:
         prefix = self.head + "."
         cut = len(prefix)
         params = {k[cut:]: v for k, v in {**self.params, **fast}.items() if k.startswith(prefix)}
-        head = self.module.get_submodule(self.head)
+        return params, self.module.get_submodule(self.head)
+
+    def _head_forward(self, fast: Mapping[str, Tensor], features: Tensor,
+                      step: int | None) -> Tensor:
+        params, head = self._head_params(fast)
+        prefix = self.head + "."
+        buffers = {k[len(prefix):]: v for k, v in self.buffers.items() if k.startswith(prefix)}
         with inner_step(step):
-            if engine == "batched":
-                return batched_forward(head, params, features)
-            buffers = {k[cut:]: v for k, v in self.buffers.items() if k.startswith(prefix)}
             return functional_call(head, (params, buffers), (features,))
 
     # ----------------------------------------------------------- inner loop
 
-    def start(self, X: Tensor, engine: Engine = "vmap") -> Params:
-        """The parameters that move, before the first step (one copy per task of ``X`` with
-        ``engine="batched"``, so that gradients of summed losses are per task)."""
-        fast = {k: self.params[k] for k in self.adapted}
-        if engine == "batched":
-            fast = {k: v.expand(X.shape[0], *v.shape) for k, v in fast.items()}
-        return fast
+    def start(self, X: Tensor, engine: Engine | None = None) -> Params:
+        """The parameters that move, before the first step (one copy per task when bound
+        to the batched engine, so that gradients of summed losses are per task)."""
+        if engine is not None and engine != self.engine:
+            return self.bind(engine).start(X)
+        return {k: self.params[k] for k in self.adapted}
 
     def run_inner(self, X: Tensor, y: Tensor, *, steps: int, first_order: bool = False,
-                  engine: Engine = "vmap") -> list[Params]:
+                  engine: Engine | None = None) -> list[Params]:
         """Adapt to one task's support set ``(X, y)``: the inner loop.
 
         Takes ``steps`` steps of the rule from the meta-parameters. When the
@@ -178,17 +233,17 @@ class Learner:
         Parameters
         ----------
         X, y : Tensor
-            One task's support set (no task axis; with ``engine="batched"``, every
-            task's, with a leading task axis).
+            One task's support set (every task's, with a leading task axis, when
+            the learner is bound to the batched engine).
         steps : int
             Number of inner steps.
         first_order : bool, default=False
             Treat the inner gradients as constants.
-        engine : {"vmap", "loop", "batched"}, default="vmap"
-            ``"vmap"`` computes inner gradients with :func:`torch.func.grad`
-            (composes with :func:`torch.func.vmap`); ``"loop"`` uses
-            :func:`torch.autograd.grad` (cannot be vmapped); ``"batched"`` runs all
-            tasks at once (:func:`batched_forward`) with :func:`torch.autograd.grad`.
+        engine : {"vmap", "loop", "batched"} or None, default=None
+            Run as that engine's learner (:meth:`bind`); None: this learner's
+            ``engine``. Under ``"vmap"`` inner gradients come from
+            :func:`torch.func.grad` (composes with :func:`torch.func.vmap`); under
+            ``"loop"`` and ``"batched"`` from :func:`torch.autograd.grad`.
 
         Returns
         -------
@@ -196,24 +251,23 @@ class Learner:
             ``steps + 1`` entries: the parameters that move, before the first
             step and after each step (``fasts[-1]`` is the adapted result).
         """
+        if engine is not None and engine != self.engine:
+            return self.bind(engine).run_inner(X, y, steps=steps, first_order=first_order)
         if self.rule.run is not None:
             return self.rule.run(self, X, y, steps=steps, first_order=first_order,
-                                 engine=engine)
+                                 engine=self.engine)
         if self.head is not None:
-            inputs = self.features(X, engine=engine)
+            inputs = self.features(X)
 
             def inner_loss(fast: Params, step: int) -> Tensor:
-                out = self._head_forward(fast, inputs, step, engine)
-                return per_task_loss(self.loss_fn, out, y).sum() if engine == "batched" \
-                    else self.loss_fn(out, y)
+                return self._total(self._loss(self._head_forward(fast, inputs, step), y, None))
         else:
             def inner_loss(fast: Params, step: int) -> Tensor:
-                loss = self.loss(fast, X, y, step=step, engine=engine)
-                return loss.sum() if engine == "batched" else loss
+                return self._total(self.loss(fast, X, y, step=step))
 
-        fast = self.start(X, engine)
+        fast = self.start(X)
         fasts = [fast]
-        if engine == "vmap":
+        if self.engine == "vmap":
             grad_fn = grad(inner_loss)
             for step in range(steps):
                 grads = grad_fn(fast, step)
@@ -222,8 +276,6 @@ class Learner:
                 fast = self.rule.update(fast, grads, self.state, step)
                 fasts.append(fast)
             return fasts
-        if engine not in ("loop", "batched"):
-            raise ValueError(f"engine must be 'vmap', 'loop' or 'batched'; got {engine!r}.")
         tracking = torch.is_grad_enabled()  # False: adaptation, no meta-gradient wanted
         create_graph = tracking and not first_order
         names = list(fast)
@@ -241,8 +293,53 @@ class Learner:
         return fasts
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class _BatchedLearner(Learner):
+    """A :class:`Learner` as the batched engine binds it: every method sees every task of a
+    chunk at once (see :func:`batched_forward`)."""
+
+    def forward(self, fast: Mapping[str, Tensor], X: Tensor, *, step: int | None = None,
+                engine: Engine | None = None) -> Tensor:
+        if engine is not None and engine != self.engine:
+            return self.bind(engine).forward(fast, X, step=step)
+        with inner_step(step):
+            return batched_forward(self.module, {**self.params, **fast}, X)
+
+    def _loss(self, out: Tensor, y: Tensor, mask: Tensor | None) -> Tensor:
+        return per_task_loss(self.loss_fn, out, y, mask)
+
+    def _total(self, loss: Tensor) -> Tensor:
+        return loss.sum()  # the tasks are independent: each gets its own gradient
+
+    def merged(self, fast: Mapping[str, Tensor]) -> Params:
+        n = next(iter(fast.values())).shape[0] if fast else None
+        return {k: fast[k] if k in fast else (p if n is None else p.expand(n, *p.shape))
+                for k, p in self.params.items()}
+
+    def features(self, X: Tensor, *, step: int | None = None, engine: Engine | None = None
+                 ) -> Tensor:
+        if engine is not None and engine != self.engine:
+            return self.bind(engine).features(X, step=step)
+        if self.head is None:
+            raise ValueError("features() needs a learner with a head.")
+        with inner_step(step):
+            return batched_forward(self.module, self.params, X, stop_at=self.head)
+
+    def _head_forward(self, fast: Mapping[str, Tensor], features: Tensor,
+                      step: int | None) -> Tensor:
+        params, head = self._head_params(fast)
+        with inner_step(step):
+            return batched_forward(head, params, features)
+
+    def start(self, X: Tensor, engine: Engine | None = None) -> Params:
+        if engine is not None and engine != self.engine:
+            return self.bind(engine).start(X)
+        return {k: self.params[k].expand(X.shape[0], *self.params[k].shape)
+                for k in self.adapted}
+
+
 def query_loss(learner: Learner, task: TaskBatch, *, steps: int, first_order: bool = False,
-               engine: Engine = "vmap") -> Tensor:
+               engine: Engine | None = None) -> Tensor:
     """The query loss of one task after ``steps`` inner steps on its support set.
 
     MAML's per-task objective (Finn et al., 2017), and that of every algorithm
@@ -260,7 +357,9 @@ def query_loss(learner: Learner, task: TaskBatch, *, steps: int, first_order: bo
         Inner steps on the support set.
     first_order : bool, default=False
         Treat the inner gradients as constants (first-order MAML).
-    engine : {"vmap", "loop"}, default="vmap"
+    engine : {"vmap", "loop", "batched"} or None, default=None
+        Not needed: the engine that runs it binds the learner (see
+        :func:`map_tasks`); None uses ``learner.engine``.
 
     Returns
     -------
@@ -276,17 +375,18 @@ def query_loss(learner: Learner, task: TaskBatch, *, steps: int, first_order: bo
     >>> learner = F.Learner(net, dict(net.named_parameters()), {}, nn.functional.mse_loss,
     ...                     F.sgd(0.1))
     >>> batch = F.TaskBatch(*(torch.randn(3, 5, 1) for _ in range(4)))
-    >>> loss, grads = F.meta_gradient(lambda task, engine: F.query_loss(
-    ...     learner, task, steps=2, engine=engine), [batch], learner.params)
+    >>> loss, grads = F.meta_gradient(lambda learner, task: F.query_loss(
+    ...     learner, task, steps=2), [batch], learner.params, learner=learner)
     >>> sorted(grads)
     ['bias', 'weight']
     """
     if task.X_query is None:
         raise ValueError("Meta-training needs a query set for every task (X_query, y_query).")
+    learner = learner._as(engine)
     fasts = learner.run_inner(task.X_support, task.y_support, steps=steps,
-                              first_order=first_order, engine=engine)
+                              first_order=first_order)
     return learner.loss(fasts[-1], task.X_query, task.y_query, step=max(steps - 1, 0),
-                        engine=engine, mask=task.query_mask)
+                        mask=task.query_mask)
 
 
 def check_head(learner: Learner, X: Tensor, *, rtol: float = 1e-5, atol: float = 1e-6) -> None:
@@ -346,7 +446,7 @@ def adapt(learner: Learner, batch: TaskBatch, *, steps: int, engine: Engine = "v
         Only the support sets are used.
     steps : int
         Number of inner steps.
-    engine : {"vmap", "loop"}, default="vmap"
+    engine : {"vmap", "loop", "batched"}, default="vmap"
     chunk_size : int or None, default=None
         See :func:`map_tasks`.
 
@@ -374,13 +474,13 @@ def adapt(learner: Learner, batch: TaskBatch, *, steps: int, engine: Engine = "v
     """
     learner = learner.detached()
 
-    def one(task: TaskBatch, engine: Engine) -> Params:
-        return _detached(learner.run_inner(task.X_support, task.y_support, steps=steps,
-                                           engine=engine)[-1])
+    def one(learner: Learner, task: TaskBatch) -> Params:
+        return _detached(learner.run_inner(task.X_support, task.y_support, steps=steps)[-1])
 
     support = TaskBatch(batch.X_support, batch.y_support)
     with torch.no_grad():
-        outs = [out for _, out in map_tasks(one, support, engine=engine, chunk_size=chunk_size)]
+        outs = [out for _, out in map_tasks(one, support, engine=engine, chunk_size=chunk_size,
+                                             learner=learner)]
     return {k: torch.cat([o[k] for o in outs]) for k in learner.adapted}
 
 
@@ -423,10 +523,10 @@ def predict(learner: Learner, fast: Mapping[str, Tensor], X: Tensor, *,
     """
     learner = learner.detached()
 
-    def one(task: tuple[Params, Tensor], engine: Engine) -> Tensor:
-        return learner.forward(task[0], task[1], step=step, engine=engine)
+    def one(learner: Learner, task: tuple[Params, Tensor]) -> Tensor:
+        return learner.forward(task[0], task[1], step=step)
 
     with torch.no_grad():
         outs = [out for _, out in map_tasks(one, (dict(fast), X), engine=engine,
-                                             chunk_size=chunk_size)]
+                                             chunk_size=chunk_size, learner=learner)]
     return torch.cat(outs)

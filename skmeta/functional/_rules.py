@@ -317,10 +317,10 @@ def ridge_head(head: str, alpha: float = 1.0, *, classification: bool = False,
 
     def run(learner: Any, X: Tensor, y: Tensor, *, steps: int, first_order: bool = False,
             engine: str = "vmap") -> list[Params]:
-        start = learner.start(X, engine)
+        start = learner.start(X)
         if steps == 0:
             return [start]
-        features = learner.features(X, engine=engine)  # (n, d), or (tasks, n, d) batched
+        features = learner.features(X)  # (n, d); (tasks, n, d) for the batched engine
         ones = features.new_ones(*features.shape[:-1], 1)
         Z = torch.cat([features, ones], -1)
         Y = y.to(Z.dtype)

@@ -2,7 +2,8 @@
 
 Between MAML (one inner learning rate for everything) and Meta-SGD (one per weight):
 one learned rate per parameter tensor, initialised to ``inner_lr``. The whole algorithm
-is an inner-loop rule with learnable state, MAML's per-task objective, and two thin
+is an inner-loop rule with learnable state (the per-task objective is the shell's
+default, MAML's query loss), and two thin
 public classes. ``tests/test_extending_guide.py`` runs skmeta's contract on it.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 from torch import Tensor
 
 from skmeta.estimator import FIRST_ORDER, BaseMetaLearner, MetaClassifierMixin, MetaRegressorMixin
-from skmeta.functional import InnerRule, Params, query_loss
+from skmeta.functional import InnerRule, Params
 
 __all__ = ["LayerwiseMAMLRegressor", "LayerwiseMAMLClassifier", "layerwise_lr"]
 
@@ -34,7 +35,6 @@ def layerwise_lr(inner_lr: float) -> InnerRule:
 class _BaseLayerwiseMAML(BaseMetaLearner):
     """MAML whose inner step uses a learned rate per parameter tensor."""
 
-    supports_batched = True  # query_loss and the rule work on a task axis too
     _params = {"first_order": FIRST_ORDER}
 
     def get_inner_rule(self, inner_lr):
@@ -42,10 +42,6 @@ class _BaseLayerwiseMAML(BaseMetaLearner):
 
     def uses_second_order(self):
         return not self.first_order
-
-    def task_objective(self, learner, task, engine):
-        return query_loss(learner, task, steps=self.inner_steps, first_order=self.first_order,
-                          engine=engine)
 
 
 class LayerwiseMAMLRegressor(MetaRegressorMixin, _BaseLayerwiseMAML):
