@@ -34,6 +34,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from skorch import NeuralNet
 from torch import nn
 
+from ..functional import ENGINES
 from ..modules import MLP
 from ..registry import register
 
@@ -224,7 +225,7 @@ SHARED_PARAMS: dict[str, Param] = {
                     "fastest vectorised engine that applies on the first meta-batches and keeps "
                     "the faster; it uses the loop for modules that vmap cannot run exactly (see "
                     ":func:`skmeta.functional.vmap_support`) and for convolutions on a CPU.",
-                    [StrOptions({"auto", "batched", "vmap", "loop"})]),
+                    [StrOptions({"auto", *ENGINES})]),
     "chunk_size": Param(None, "int or None", "At most this many tasks are vectorised at once "
                         "(bounds memory).", [*_POS_INT, None]),
     "random_state": Param(None, "int, RandomState instance or None",

@@ -61,6 +61,7 @@ torch.Size([4, 1, 1])
 
 from ._batched import maskable, masked_loss, per_task_loss
 from ._core import (
+    ENGINES,
     Engine,
     LossFn,
     Params,
@@ -89,6 +90,7 @@ __all__ = [
     "Params",
     "LossFn",
     "Engine",
+    "ENGINES",
     "TaskBatch",
     "forward",
     "current_step",

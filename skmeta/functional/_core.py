@@ -12,8 +12,9 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
-__all__ = ["Params", "LossFn", "Engine", "TaskBatch", "forward", "current_step", "inner_step",
-           "map_tasks", "meta_gradient", "mean_over_tasks", "vmap_support"]
+__all__ = ["Params", "LossFn", "Engine", "ENGINES", "check_engine", "TaskBatch", "forward",
+           "current_step", "inner_step", "map_tasks", "meta_gradient", "mean_over_tasks",
+           "vmap_support"]
 
 Params = dict[str, Tensor]
 """A parameter (or buffer) dictionary ``{name: tensor}``."""
@@ -22,6 +23,8 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 """``loss_fn(y_pred, y_true) -> scalar``, e.g. ``nn.MSELoss()``."""
 
 Engine = Literal["vmap", "loop", "batched"]
+#: the engines that map a per-task function over tasks (see :func:`map_tasks`)
+ENGINES: tuple[str, ...] = ("vmap", "loop", "batched")
 """``"vmap"``: tasks vectorised with :func:`torch.func.vmap`; ``"loop"``: one task at a time;
 ``"batched"``: every task at once with batched matrix products (see :func:`batched_forward`)."""
 
@@ -53,8 +56,8 @@ class TaskBatch(NamedTuple):
     >>> import torch
     >>> from skmeta.functional import TaskBatch
     >>> batch = TaskBatch(torch.zeros(8, 5, 2), torch.zeros(8, 5, 1))
-    >>> batch.n_tasks, [c.n_tasks for c in batch.chunks(3)]
-    (8, [3, 3, 2])
+    >>> batch.n_tasks, batch.slice(0, 3).n_tasks
+    (8, 3)
     >>> batch.task(0).X_support.shape
     torch.Size([5, 2])
     """
@@ -77,13 +80,6 @@ class TaskBatch(NamedTuple):
     def task(self, t: int) -> TaskBatch:
         """Task ``t`` alone, without the task axis."""
         return TaskBatch(*(None if a is None else a[t] for a in self))
-
-    def chunks(self, chunk_size: int | None) -> Iterator[TaskBatch]:
-        """Split the batch into consecutive chunks of at most ``chunk_size`` tasks."""
-        n = self.n_tasks
-        step = n if not chunk_size else chunk_size
-        for start in range(0, n, step):
-            yield self.slice(start, min(start + step, n))
 
     def pooled(self) -> tuple[Tensor, Tensor, Tensor | None]:
         """The task's support and query examples together: ``(X, y, mask)``.
@@ -221,9 +217,11 @@ def forward(module: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[st
 # --------------------------------------------------------- mapping over tasks
 
 
-def _check_engine(engine: str) -> None:
-    if engine not in ("vmap", "loop", "batched"):
-        raise ValueError(f"engine must be 'vmap', 'loop' or 'batched'; got {engine!r}.")
+def check_engine(engine: str) -> None:
+    """Refuse an engine name that is not one of :data:`ENGINES` (the one check of it)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}; "
+                         f"got {engine!r}.")
 
 
 def _n_tasks(leaves: list) -> int:
@@ -308,7 +306,7 @@ def map_tasks(fn: Callable[..., T], tasks: Any, *, engine: Engine = "vmap",
     >>> [out.tolist() for _, out in map_tasks(support_mean, batch, engine="vmap")]
     [[0.5, 2.5, 4.5]]
     """
-    _check_engine(engine)
+    check_engine(engine)
     one_task = _bound(fn, learner, engine)
     leaves, spec = tree_flatten(tasks)
     n = _n_tasks(leaves)

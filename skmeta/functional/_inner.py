@@ -10,7 +10,16 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad
 
 from ._batched import batched_forward, masked_loss, per_task_loss
-from ._core import Engine, LossFn, Params, TaskBatch, forward, inner_step, map_tasks
+from ._core import (
+    Engine,
+    LossFn,
+    Params,
+    TaskBatch,
+    check_engine,
+    forward,
+    inner_step,
+    map_tasks,
+)
 from ._rules import InnerRule
 
 __all__ = ["Learner", "query_loss", "adapt", "predict", "check_head"]
@@ -130,8 +139,7 @@ class Learner:
         """
         if engine == self.engine:
             return self
-        if engine not in ("vmap", "loop", "batched"):
-            raise ValueError(f"engine must be 'vmap', 'loop' or 'batched'; got {engine!r}.")
+        check_engine(engine)
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
         fields["engine"] = engine
         return (_BatchedLearner if engine == "batched" else Learner)(**fields)
