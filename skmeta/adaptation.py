@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from . import functional as F
+from ._features import check_feature_names
 from .adapted import copy_module
 from .batching import MetaBatch
 from .tasks import TaskSequence, _seed_from, check_task_arrays, group_by_shape
@@ -88,8 +89,8 @@ class AdaptationMixin:
                         zip(batch.task_batches, fasts))
                 if bad:
                     self._raise_diverged(steps, inner_lr, batch)
-                if learner.rule.run is None:
-                    self._warn_if_exploded(learner, fasts, steps, inner_lr)
+            if learner.rule.run is None:  # finite but far off: score warns as adapt does
+                self._warn_if_exploded(learner, fasts, steps, inner_lr)
             if not query:
                 return None, fasts
             losses: list = [None] * len(batch)
@@ -125,7 +126,10 @@ class AdaptationMixin:
             for k, v in fast.items():
                 phi = learner.params[k].detach()
                 size = max(float(phi.norm()), 1e-3 * phi.numel() ** 0.5)
-                worst = max(worst, float((v - phi).flatten(1).norm(dim=1).max()) / size)
+                moved = (v - phi).flatten(1).norm(dim=1)
+                moved = moved[torch.isfinite(moved)]  # diverged tasks are reported apart
+                if moved.numel():
+                    worst = max(worst, float(moved.max()) / size)
         if worst > _EXPLODED:
             warnings.warn(f"Adaptation moved some weights by {worst:.3g} times their size after "
                           f"{steps} step(s) with {self._rates(inner_lr)}: it has probably "
@@ -191,11 +195,12 @@ class AdaptationMixin:
             If the adapted weights are not finite (``inner_lr`` too large).
         """
         check_is_fitted(self, ["module_", "input_shape_"])
+        check_feature_names(self, X_support)
         X_support, y_support = check_task_arrays(
             X_support, y_support, where="the support set (X_support, y_support)",
             classification=self._classification)
-        return self.adapt_tasks([(X_support, y_support)], adapt_steps=adapt_steps,
-                                inner_lr=inner_lr, steps=steps, lr=lr)[0]
+        return self._adapt_tasks([(X_support, y_support)], adapt_steps=adapt_steps,
+                                 inner_lr=inner_lr, steps=steps, lr=lr)[0]
 
     def adapt_tasks(self, tasks, *, adapt_steps: int | None = None,
                     inner_lr: float | None = None, steps=_UNSET, lr=_UNSET) -> list:
@@ -211,8 +216,14 @@ class AdaptationMixin:
         -------
         adapted : list of AdaptedRegressor or AdaptedClassifier
         """
+        tasks = list(tasks)
+        check_feature_names(self, tasks)
+        return self._adapt_tasks(tasks, adapt_steps=adapt_steps, inner_lr=inner_lr, steps=steps,
+                                 lr=lr)
+
+    def _adapt_tasks(self, tasks: list, *, adapt_steps, inner_lr, steps, lr) -> list:
         adapt_steps, inner_lr = self._check_adapt_args(adapt_steps, inner_lr, steps, lr)
-        seq = TaskSequence(list(tasks), classification=self._classification)
+        seq = TaskSequence(tasks, classification=self._classification)
         single = len(seq) == 1
         split, classes, y_ndims = [], [], []
         for i in range(len(seq)):
@@ -269,6 +280,7 @@ class AdaptationMixin:
     def _score(self, X, y, groups, metric) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         check_is_fitted(self, ["module_", "input_shape_"])
         self._check_params()
+        check_feature_names(self, X)
         tasks = self._as_tasks(X, y, groups)
         seed = self.seed_ if self.random_state is None else _seed_from(self.random_state)
         rng = np.random.default_rng([seed, 3])
@@ -287,6 +299,9 @@ class AdaptationMixin:
                     continue
                 for j, pos in enumerate(positions):  # the task's real query rows
                     rows = slice(None) if b.query_mask is None else b.query_mask[j]
+                    if not bool(torch.isfinite(pred[j][rows]).all()):  # diverged: NaN, as
+                        found[pos] = (float("nan"), 0, 0)  # without metric (warned below)
+                        continue
                     found[pos] = (self._task_score(b.y_query[j][rows], pred[j][rows],
                                                    None if classes is None else classes[j],
                                                    metric), 0, 0)

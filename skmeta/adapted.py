@@ -20,10 +20,11 @@ from sklearn.exceptions import NotFittedError
 from skorch.exceptions import DeviceWarning
 from torch import nn
 
+from ._features import check_feature_names
 from .functional import inner_step
 from .persistence import save as _save
 from .registry import register_adapted
-from .tasks import check_task_arrays
+from .tasks import check_features
 
 __all__ = ["AdaptedRegressor", "AdaptedClassifier", "copy_module"]
 
@@ -97,6 +98,8 @@ class _AdaptedModel(BaseEstimator):
         self.device_ = str(device) if device is not None else "cpu"
         self.input_shape_ = tuple(meta.input_shape_)
         self.n_features_in_ = int(np.prod(self.input_shape_))
+        if hasattr(meta, "feature_names_in_"):
+            self.feature_names_in_ = meta.feature_names_in_
         self.y_ndim_ = y_ndim
         self.meta_estimator_ = type(meta).__name__
         self.adapt_steps_ = int(adapt_steps)
@@ -110,7 +113,8 @@ class _AdaptedModel(BaseEstimator):
         if not hasattr(self, "module_"):
             raise NotFittedError(f"This {type(self).__name__} holds no model; get one from "
                                  "a meta-learner's adapt(X_support, y_support).")
-        X, _ = check_task_arrays(X, np.zeros(len(X)), where="X", classification=True)
+        check_feature_names(self, X)  # scikit-learn's checks of DataFrame columns
+        X = check_features(X, where="X")  # any array-like: copied if read-only or strided
         if tuple(X.shape[1:]) != self.input_shape_:
             raise ValueError(f"X has input shape {tuple(X.shape[1:])} but the model was adapted "
                              f"on {self.input_shape_}.")

@@ -33,6 +33,7 @@ from torch import nn
 
 from . import distributed as D
 from . import functional as F
+from ._features import check_feature_names, record_feature_names
 from .adaptation import AdaptationMixin
 from .batching import MetaBatch, MetaBatchIterator, TaskSplit, make_meta_batch
 from .engines import EngineChooser
@@ -179,7 +180,8 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
         self : object
             The meta-trained estimator.
         """
-        tasks = self._prepare_fit(X, y, groups)
+        tasks = self._prepare_fit(X, y, groups,
+                                  reset=not self.warm_start or not self.initialized_)
         if not self.warm_start or not self.initialized_:
             self.initialize()
             self._check_module_io(tasks)
@@ -205,7 +207,7 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
         -------
         self : object
         """
-        tasks = self._prepare_fit(X, y, groups)
+        tasks = self._prepare_fit(X, y, groups, reset=not self.initialized_)
         if not self.initialized_:
             self.initialize()
             self._check_module_io(tasks)
@@ -233,7 +235,7 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
                              f"{what}. Set the module's output size (e.g. module__n_outputs) "
                              "to match.")
 
-    def _prepare_fit(self, X, y, groups) -> TaskSequence:
+    def _prepare_fit(self, X, y, groups, *, reset: bool = True) -> TaskSequence:
         check_scoring_context(self)
         self._check_params()
         D.check_not_skorch_accelerate(self)
@@ -248,6 +250,11 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
         else:
             self.input_shape_ = tuple(X0.shape[1:])
             self._set_target_info(y0)
+        if reset or not hasattr(self, "n_features_in_"):
+            record_feature_names(self, X)  # scikit-learn's feature_names_in_
+        else:
+            check_feature_names(self, X)
+        self.n_features_in_ = int(np.prod(self.input_shape_))
         warn_on_scale(X0)
         return tasks
 
@@ -576,7 +583,7 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
 
     def _saved_attributes(self) -> list[str]:
         """Fitted attributes (other than tensors) that :func:`skmeta.save` stores."""
-        return ["input_shape_", "n_outputs_", "seed_"]
+        return ["input_shape_", "n_outputs_", "seed_", "feature_names_in_"]
 
     def save(self, path) -> None:
         """Save in skmeta's safe format (tensors + JSON); see :func:`skmeta.save`.

@@ -78,7 +78,8 @@ _TRAINING_ONLY = ("callbacks", "train_split")
 #: more learnable state (such as learned per-parameter inner learning rates) is one entry.
 _EXTRA_GROUPS: dict[str, str] = {"inner_state": "inner_state_"}
 _ADAPTED_ATTRIBUTES = ("module_class_", "module_kwargs_", "device_", "input_shape_", "y_ndim_",
-                       "meta_estimator_", "classes_", "adapt_steps_", "inner_lr_", "step_")
+                       "meta_estimator_", "classes_", "adapt_steps_", "inner_lr_", "step_",
+                       "feature_names_in_")
 
 
 # ----------------------------------------------------------------- JSON codec
@@ -678,6 +679,7 @@ def _build_meta(cls: type, params: dict, attrs: dict, header: dict, groups: dict
     for k, v in attrs.items():
         setattr(est, k, v)
     est.input_shape_ = tuple(est.input_shape_)
+    est.n_features_in_ = int(np.prod(est.input_shape_))
     # check every network initialize() builds on the meta device before allocating it
     kwargs = est.get_module_kwargs()
     _checked_module(lambda kw: est.initialized_instance(est.module, kw), kwargs,

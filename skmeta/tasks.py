@@ -68,7 +68,20 @@ class _Pair(NamedTuple):
 # validation of one task's arrays
 
 
+def check_features(X: Any, *, where: str = "X") -> np.ndarray:
+    """Validate and convert a feature array (numeric, finite, at least 2-D).
+
+    Accepts what ``fit`` accepts (arrays, lists, DataFrames); the result is a
+    C-contiguous, writable array (copied when ``X`` is read-only or strided, e.g.
+    ``X[:, ::-1]``), which PyTorch takes without a warning.
+    """
+    return _check_X(X, where)
+
+
 def _check_X(X: Any, where: str) -> np.ndarray:
+    if X is None:
+        raise TypeError(f"{where}: X is None; pass an array-like of shape (n_samples, "
+                        "n_features), e.g. a NumPy array or a DataFrame.")
     if hasattr(X, "toarray") and hasattr(X, "nnz"):
         raise TypeError(f"{where}: sparse X is not supported; pass X.toarray().")
     try:
@@ -99,10 +112,12 @@ def _check_X(X: Any, where: str) -> np.ndarray:
         raise ValueError(f"{where}: X has 0 features (shape {X.shape}).")
     if not np.isfinite(X).all():
         raise ValueError(f"{where}: X contains NaN or infinity.")
-    return X
+    return np.require(X, requirements=["C", "W"])  # no negative strides, no read-only views
 
 
 def _check_y(y: Any, n: int, where: str, classification: bool) -> np.ndarray:
+    if y is None:
+        raise TypeError(f"{where}: y is None; pass the targets, one per row of X.")
     y = np.asarray(y)
     if classification:
         if y.ndim == 2 and y.shape[1] == 1:
@@ -203,6 +218,7 @@ class TaskSequence(Sequence):
         if len(tasks) == 0:
             raise ValueError("No tasks were given (an empty sequence).")
         self.classification = classification
+        self.labels = getattr(tasks, "labels", None)  # long format: the group ids
         self._raw = tasks
         self._eager = isinstance(tasks, (list, tuple, np.ndarray, TaskSequence))
         self.input_shape: tuple[int, ...] | None = None
@@ -304,8 +320,14 @@ class TaskSequence(Sequence):
             raise ValueError(f"{where}: X has input shape {X.shape[1:]} but the first task has "
                              f"{self.input_shape}; all tasks need the same features.")
 
+    def describe(self, i: int) -> str:
+        """How messages name task ``i``: by its group id for long-format data."""
+        if self.labels is not None and 0 <= i < len(self.labels):
+            return f"group {self.labels[i]!r} (task {i})"
+        return f"task {i}"
+
     def _check(self, i: int, task: Any):
-        where = f"task {i}"
+        where = self.describe(i)
         if isinstance(task, TaskSequence._ITEM_TYPES):
             return task  # already validated
         if isinstance(task, Task):
@@ -373,6 +395,13 @@ def tasks_from_groups(X: Any, y: Any, groups: Any, *, classification: bool = Fal
     if groups.ndim != 1 or len(groups) != len(X):
         raise ValueError(f"groups must be 1-D with one task id per row of X ({len(X)}); got "
                          f"shape {groups.shape}.")
+    missing = _missing_ids(groups)
+    if missing.any():
+        rows = np.flatnonzero(missing)
+        raise ValueError(f"groups has no task id (NaN or None) in {_count(len(rows), 'row')} "
+                         f"(rows {', '.join(map(str, rows[:5].tolist()))}"
+                         f"{', ...' if len(rows) > 5 else ''}): every row needs the id of its "
+                         "task. Drop those rows or fill in their ids.")
     try:
         keys, inverse = np.unique(groups, return_inverse=True)
     except TypeError as exc:
@@ -381,7 +410,26 @@ def tasks_from_groups(X: Any, y: Any, groups: Any, *, classification: bool = Fal
                         "use task ids of one type.") from exc
     order = np.argsort(inverse, kind="stable")
     bounds = np.cumsum(np.bincount(inverse, minlength=len(keys)))[:-1]
-    return [(X[idx], y[idx]) for idx in np.split(order, bounds)]
+    return GroupedTasks([(X[idx], y[idx]) for idx in np.split(order, bounds)],
+                        labels=keys.tolist())
+
+
+def _missing_ids(groups: np.ndarray) -> np.ndarray:
+    if groups.dtype.kind == "f":
+        return np.isnan(groups)
+    if groups.dtype == object:
+        return np.array([g is None or (isinstance(g, float) and g != g) for g in groups],
+                        dtype=bool)
+    return np.zeros(len(groups), dtype=bool)
+
+
+class GroupedTasks(list):
+    """The tasks of long-format data (a list of ``(X, y)``), with each task's group label
+    in ``labels``, so that messages name the group rather than an internal index."""
+
+    def __init__(self, tasks: list, *, labels: list):
+        super().__init__(tasks)
+        self.labels = labels
 
 
 def as_tasks(X: Any, y: Any = None, groups: Any = None, *, classification: bool,
@@ -621,6 +669,18 @@ class EpisodeSampler(Sequence):
         self.classes_ = classes
         eligible = np.flatnonzero(counts >= self.k_shot + self.n_query)
         self._members = {c: np.flatnonzero(y_idx == c) for c in eligible}
+        small = np.flatnonzero(counts < self.k_shot + self.n_query)
+        if len(small):
+            named = ", ".join(f"{label!r} ({n})" for label, n in
+                              zip(classes[small[:10]].tolist(), counts[small[:10]].tolist()))
+            more = f" and {len(small) - 10} more" if len(small) > 10 else ""
+            one = len(small) == 1
+            warnings.warn(f"{len(small)} class{'' if one else 'es'} of the pool "
+                          f"ha{'s' if one else 've'} fewer than k_shot + n_query = "
+                          f"{self.k_shot + self.n_query} examples and "
+                          f"{'is' if one else 'are'} left out of every episode: {named}{more} "
+                          "(examples in parentheses). Lower k_shot or n_query to use them, or "
+                          "drop them to silence this.", UserWarning, stacklevel=2)
         if within_groups:
             if groups is None:
                 raise ValueError("within_groups=True needs groups (e.g. the alphabet of each "
@@ -743,14 +803,41 @@ class TaskTransformer(TransformerMixin, BaseEstimator):
         return out
 
 
+#: features whose root mean square exceeds this (or that reach 100 times it) make a fixed
+#: inner step explode: a gradient step's effect on the output grows with the square of the
+#: features' size (features of 20 to 80, such as ages, already need scaling)
+SCALE_LIMIT = 10.0
+
+
 def warn_on_scale(X: np.ndarray) -> None:
-    """Warn when features are far from unit scale: gradient steps then misbehave."""
+    """Warn when features are far from unit scale or do not vary: gradient steps misbehave.
+
+    A gradient step on a first layer moves the output by about ``inner_lr`` times
+    the squared size of the features, so features around 1e3 (or 1e2 with offsets,
+    e.g. ``X * 1000 + 5000``) make a fixed ``inner_lr`` diverge. Checked on the
+    first task: its root mean square above :data:`SCALE_LIMIT` or its largest value
+    above 100 times that, or every feature constant (or varying by less than 1e-4).
+    """
     X = np.asarray(X, dtype=np.float64)
-    biggest = float(np.abs(X).max()) if X.size else 0.0
+    X = X.reshape(len(X), -1) if X.ndim > 1 else X.reshape(-1, 1)
+    X = X[np.isfinite(X).all(1)]
+    if not X.size:
+        return
+    biggest = float(np.abs(X).max())
+    rms = float(np.sqrt(np.mean(X ** 2)))
     spread = float(X.std(axis=0).max()) if len(X) > 1 else 1.0
-    if biggest > 1e4 or 0 < spread < 1e-4:
-        warnings.warn(f"The features of the first task range up to {biggest:.3g} with a largest "
-                      f"standard deviation of {spread:.3g}; fixed inner step sizes work best on "
-                      "features of unit scale. Consider StandardScaler (long format in a "
-                      "Pipeline) or skmeta.TaskTransformer(StandardScaler()) for task lists.",
+    advice = ("Consider StandardScaler (long format in a Pipeline) or "
+              "skmeta.TaskTransformer(StandardScaler()) for task lists.")
+    if rms > SCALE_LIMIT or biggest > 100 * SCALE_LIMIT:
+        warnings.warn(f"The features of the first task have a root mean square of {rms:.3g} and "
+                      f"reach {biggest:.3g}; fixed inner step sizes work on features of unit "
+                      "scale (a gradient step's effect grows with the square of the features' "
+                      "size, so adaptation may diverge silently to huge predictions). "
+                      + advice, UserWarning, stacklevel=4)
+    elif spread < 1e-4:
+        what = "constant" if spread == 0 else f"nearly constant (largest standard deviation " \
+            f"{spread:.3g})"
+        warnings.warn(f"Every feature of the first task is {what}: a task's examples cannot be "
+                      "told apart, and fixed inner step sizes work on features of unit scale. "
+                      "Check the feature columns; " + advice[0].lower() + advice[1:],
                       UserWarning, stacklevel=4)

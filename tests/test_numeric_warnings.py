@@ -1,0 +1,88 @@
+"""No silent numbers: what makes a score or a model meaningless is said, not hidden."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.metrics import mean_squared_error
+
+from skmeta import EpisodeSampler, MAMLClassifier, MAMLRegressor
+from skmeta.datasets import make_sinusoid_tasks
+
+FAST = dict(max_epochs=1, verbose=0, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    return make_sinusoid_tasks(n_tasks=20, n_samples=20, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def maml(tasks):
+    return MAMLRegressor(k_shot=10, **FAST).fit(tasks)
+
+
+def test_score_tasks_with_a_metric_gives_nan_for_diverged_tasks(maml, tasks):
+    diverging = maml.set_params(inner_lr=1e30)
+    try:
+        with pytest.warns(RuntimeWarning, match="diverged on 20 of 20 task"):
+            with_metric = diverging.score_tasks(tasks, metric=mean_squared_error)
+        with pytest.warns(RuntimeWarning, match="diverged on 20 of 20 task"):
+            without = diverging.score_tasks(tasks)
+    finally:
+        maml.set_params(inner_lr=0.01)
+    assert np.isnan(with_metric).all() and np.isnan(without).all()
+    finite = maml.score_tasks(tasks, metric=mean_squared_error)
+    assert np.isfinite(finite).all() and (finite >= 0).all()
+
+
+def test_score_warns_when_weights_explode_but_stay_finite(maml, tasks):
+    maml.set_params(inner_lr=1e6)
+    try:
+        for method in (maml.score, maml.score_tasks):
+            with pytest.warns(RuntimeWarning, match=r"inner_lr=1000000\.0: it has probably "
+                                                    "diverged"):
+                method(tasks)
+    finally:
+        maml.set_params(inner_lr=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        maml.score(tasks)
+
+
+@pytest.mark.parametrize("transform", [lambda X: X * 1000 + 5000, lambda X: X * 100 + 500,
+                                       lambda X: X * 30 + 50])
+def test_features_far_from_unit_scale_are_caught(tasks, transform):
+    scaled = [(transform(X), y) for X, y in tasks]
+    with pytest.warns(UserWarning, match="root mean square of .*StandardScaler"):
+        try:
+            MAMLRegressor(k_shot=10, **FAST).fit(scaled)
+        except FloatingPointError:
+            pass  # diverging in training is said too
+
+
+def test_unit_scale_features_are_not_flagged(tasks):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        MAMLRegressor(k_shot=10, **FAST).fit(tasks)  # sine inputs in [-5, 5]
+
+
+def test_constant_features_are_flagged(tasks):
+    constant = [(np.full_like(X, 3.0), y) for X, y in tasks]
+    with pytest.warns(UserWarning, match="Every feature of the first task is constant"):
+        MAMLRegressor(k_shot=10, **FAST).fit(constant)
+
+
+def test_classes_too_small_for_an_episode_are_named():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(6), [8, 8, 8, 8, 3, 1])
+    X = rng.normal(size=(len(y), 2))
+    with pytest.warns(UserWarning, match=r"2 classes of the pool have fewer than k_shot \+ "
+                                         r"n_query = 4 examples .*: 4 \(3\), 5 \(1\)"):
+        EpisodeSampler(X, y, n_way=2, k_shot=2, n_query=2, n_episodes=5, random_state=0)
+    labels = np.array(["a", "b", "c", "d", "e", "f"])[y]
+    with pytest.warns(UserWarning, match=r"'f' \(1\)"):
+        MAMLClassifier(n_way=2, k_shot=1, n_query=1, n_episodes=4, **FAST).fit(X, labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        EpisodeSampler(X, y, n_way=2, k_shot=1, n_query=0, n_episodes=5, random_state=0)
