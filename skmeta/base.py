@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import validate_parameter_constraints
+from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 from torch import nn
@@ -134,6 +134,17 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
         return super().set_params(**params)
 
     def _check_params(self) -> None:
+        for name in ("module", "criterion", "optimizer"):
+            value = getattr(self, name, None)
+            if isinstance(value, str):  # e.g. module="MLP": skorch would call the string
+                default = self._param_table[name].default
+                where = ("skmeta.modules" if default.__module__.startswith("skmeta") else
+                         "torch.nn" if issubclass(default, nn.Module) else "torch.optim")
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of {type(self).__name__} must be a class (or an "
+                    f"instance), not the string {value!r}. Pass the class itself, e.g. "
+                    f"'from {where} import {default.__name__}' and {name}={default.__name__} "
+                    "(the default).")
         validate_parameter_constraints(self._parameter_constraints,
                                        self.get_params(deep=False),
                                        caller_name=type(self).__name__)
