@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from sklearn.utils.validation import _check_feature_names
 
 from .tasks import Task
 
-__all__ = ["record_feature_names", "check_feature_names", "frames_of"]
+__all__ = ["record_feature_names", "check_feature_names", "frames_of", "note_features"]
 
 
 def _x_of(task: Any) -> Any:
@@ -58,3 +59,13 @@ def check_feature_names(estimator: Any, X: Any) -> None:
     """
     for frame in frames_of(X):
         _check_feature_names(estimator, frame, reset=False)
+
+
+def note_features(estimator: Any, X: Any, *, reset: bool) -> None:
+    """At ``fit``: record the names of ``X``'s features (``reset``, or first fit) or check
+    them (warm start, ``partial_fit``); set ``n_features_in_`` from ``input_shape_``."""
+    if reset or not hasattr(estimator, "n_features_in_"):
+        record_feature_names(estimator, X)
+    else:
+        check_feature_names(estimator, X)
+    estimator.n_features_in_ = int(np.prod(estimator.input_shape_))

@@ -26,14 +26,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
+from sklearn.utils._param_validation import validate_parameter_constraints
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 from torch import nn
 
 from . import distributed as D
 from . import functional as F
-from ._features import check_feature_names, record_feature_names
+from . import parameters
+from ._features import note_features
 from .adaptation import AdaptationMixin
 from .batching import MetaBatch, MetaBatchIterator, TaskSplit, make_meta_batch
 from .engines import EngineChooser
@@ -134,17 +135,7 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
         return super().set_params(**params)
 
     def _check_params(self) -> None:
-        for name in ("module", "criterion", "optimizer"):
-            value = getattr(self, name, None)
-            if isinstance(value, str):  # e.g. module="MLP": skorch would call the string
-                default = self._param_table[name].default
-                where = ("skmeta.modules" if default.__module__.startswith("skmeta") else
-                         "torch.nn" if issubclass(default, nn.Module) else "torch.optim")
-                raise InvalidParameterError(
-                    f"The {name!r} parameter of {type(self).__name__} must be a class (or an "
-                    f"instance), not the string {value!r}. Pass the class itself, e.g. "
-                    f"'from {where} import {default.__name__}' and {name}={default.__name__} "
-                    "(the default).")
+        parameters.check_classes_not_names(self)  # module="MLP": not called as a class
         validate_parameter_constraints(self._parameter_constraints,
                                        self.get_params(deep=False),
                                        caller_name=type(self).__name__)
@@ -191,8 +182,7 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
         self : object
             The meta-trained estimator.
         """
-        tasks = self._prepare_fit(X, y, groups,
-                                  reset=not self.warm_start or not self.initialized_)
+        tasks = self._prepare_fit(X, y, groups, reset=not (self.warm_start and self.initialized_))
         if not self.warm_start or not self.initialized_:
             self.initialize()
             self._check_module_io(tasks)
@@ -261,11 +251,7 @@ class BaseMetaLearner(AdaptationMixin, ParamsFileMixin, NeuralNet):
         else:
             self.input_shape_ = tuple(X0.shape[1:])
             self._set_target_info(y0)
-        if reset or not hasattr(self, "n_features_in_"):
-            record_feature_names(self, X)  # scikit-learn's feature_names_in_
-        else:
-            check_feature_names(self, X)
-        self.n_features_in_ = int(np.prod(self.input_shape_))
+        note_features(self, X, reset=reset)  # feature_names_in_, n_features_in_
         warn_on_scale(X0)
         return tasks
 

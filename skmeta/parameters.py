@@ -258,3 +258,25 @@ SHARED_ATTRIBUTES: dict[str, Attribute] = {
     "engine_": Attribute("dict", 'The engine used for ``"train"`` and ``"adapt"`` work (decided '
                          'by timing with ``engine="auto"``).'),
 }
+
+
+def check_classes_not_names(estimator: Any) -> None:
+    """Refuse ``module``, ``criterion`` or ``optimizer`` given as a string (``"MLP"``).
+
+    skorch would call the string as a class ("'str' object is not callable"); the
+    error names the class to import instead.
+    """
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    for name in ("module", "criterion", "optimizer"):
+        value = getattr(estimator, name, None)
+        if not isinstance(value, str):
+            continue
+        default = estimator._param_table[name].default
+        where = ("skmeta.modules" if default.__module__.startswith("skmeta") else
+                 "torch.nn" if issubclass(default, nn.Module) else "torch.optim")
+        raise InvalidParameterError(
+            f"The {name!r} parameter of {type(estimator).__name__} must be a class (or an "
+            f"instance), not the string {value!r}. Pass the class itself, e.g. "
+            f"'from {where} import {default.__name__}' and {name}={default.__name__} "
+            "(the default).")

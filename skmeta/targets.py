@@ -16,6 +16,7 @@ from sklearn.utils import ClassifierTags, RegressorTags
 from sklearn.utils._param_validation import Interval
 from torch import nn
 
+from ._diagnostics import warn_if_loss_at_chance
 from .adapted import AdaptedClassifier, AdaptedRegressor
 from .parameters import Param
 from .tasks import EpisodeSampler, encode_labels
@@ -123,6 +124,10 @@ class MetaClassifierMixin:
 
     def _set_target_info(self, y0: np.ndarray) -> None:
         self.n_outputs_ = int(self.n_way)
+
+    def on_train_end(self, net, **kwargs):
+        super().on_train_end(net, **kwargs)
+        warn_if_loss_at_chance(self)  # a loss still at ln(n_way) learned nothing
 
     def _n_outputs(self) -> int | None:
         return int(self.n_way)

@@ -86,3 +86,21 @@ def test_classes_too_small_for_an_episode_are_named():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         EpisodeSampler(X, y, n_way=2, k_shot=1, n_query=0, n_episodes=5, random_state=0)
+
+
+def test_a_training_loss_stuck_at_chance_is_reported():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 10)
+    noise = rng.normal(size=(100, 4))  # features that say nothing about the class
+    params = dict(n_way=5, k_shot=2, n_query=2, n_episodes=60, batch_size=1,
+                  module__hidden=(8,), **FAST)
+    with pytest.warns(RuntimeWarning, match=r"training loss is still at chance after 60 "
+                                            r"meta-updates .*ln\(5\) = 1\.609"):
+        MAMLClassifier(**params).fit(noise, y)
+    separable = noise + 4 * y[:, None] % 3 + 3 * (y[:, None] // 3 == np.arange(4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        MAMLClassifier(**{**params, "inner_lr": 0.4}).fit(separable, y)
+    with warnings.catch_warnings():  # too short a run to judge: no warning
+        warnings.simplefilter("error", RuntimeWarning)
+        MAMLClassifier(**{**params, "n_episodes": 10}).fit(noise, y)
