@@ -103,12 +103,11 @@ class PretrainedRegressor(MetaRegressorMixin, _BasePretrained):
 class PretrainedClassifier(MetaClassifierMixin, _BasePretrained):
     __doc__ = """Pre-training baseline for few-shot classification.
 
-    One network is trained as an ordinary classifier over *all* classes of the
-    training tasks pooled (their labels are taken as global class labels); to
-    adapt to a new ``n_way`` task its last linear layer is replaced by a fresh,
-    zero-initialised ``n_way`` head and the whole network is fine-tuned on the
-    support set with ``adapt_steps`` steps of size ``inner_lr``. Read more in the
-    user guide (:doc:`/user_guide/concepts`).
+    One network is trained as an ordinary classifier over *all* classes of the training tasks
+    pooled (their labels are taken as global class labels); to adapt to a new ``n_way`` task its
+    last linear layer is replaced by a fresh, zero-initialised ``n_way`` head and the whole
+    network is fine-tuned on the support set with ``adapt_steps`` steps of size ``inner_lr``.
+    Read more in the user guide (:doc:`/user_guide/concepts`).
 
     See Also
     --------
@@ -132,8 +131,8 @@ class PretrainedClassifier(MetaClassifierMixin, _BasePretrained):
     _attributes = {"pretrain_classes_": Attribute(
         "ndarray", "The pooled training classes, in the order of the pre-training outputs.")}
 
-    def _prepare_fit(self, X, y, groups):
-        tasks = super()._prepare_fit(X, y, groups)
+    def _prepare_fit(self, X, y, groups, **kwargs):
+        tasks = super()._prepare_fit(X, y, groups, **kwargs)
         if not (self.warm_start and self.initialized_):
             source = getattr(tasks, "_raw", tasks)
             if hasattr(source, "classes_"):  # an EpisodeSampler knows its pool's classes

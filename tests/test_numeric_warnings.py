@@ -88,6 +88,7 @@ def test_classes_too_small_for_an_episode_are_named():
         EpisodeSampler(X, y, n_way=2, k_shot=1, n_query=0, n_episodes=5, random_state=0)
 
 
+@pytest.mark.slow
 def test_a_training_loss_stuck_at_chance_is_reported():
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(10), 10)
@@ -104,3 +105,23 @@ def test_a_training_loss_stuck_at_chance_is_reported():
     with warnings.catch_warnings():  # too short a run to judge: no warning
         warnings.simplefilter("error", RuntimeWarning)
         MAMLClassifier(**{**params, "n_episodes": 10}).fit(noise, y)
+
+
+def test_classifier_defaults_are_the_measured_ones():
+    """The defaults of the classifiers are those docs/user_guide/algorithms.rst measured."""
+    import re
+    from pathlib import Path
+
+    import skmeta
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "user_guide" / "algorithms.rst"
+             ).read_text()
+    table = guide[guide.index("Classifier defaults, measured"):]
+    expected = {"MAMLClassifier": 0.4, "ANILClassifier": 0.4, "MetaSGDClassifier": 0.4,
+                "MAMLPlusPlusClassifier": 0.1, "ReptileClassifier": 0.1,
+                "PretrainedClassifier": 0.01}
+    for name, rate in expected.items():
+        assert getattr(skmeta, name)().inner_lr == rate, name
+        row = re.search(rf"\* - {name}\n((?:     - .*\n)+)", table)
+        assert row and f"inner_lr={rate}" in row.group(1), name
+    assert MAMLRegressor().inner_lr == 0.01  # regressors keep theirs
