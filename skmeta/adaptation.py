@@ -195,12 +195,10 @@ class AdaptationMixin:
             If the adapted weights are not finite (``inner_lr`` too large).
         """
         check_is_fitted(self, ["module_", "input_shape_"])
-        check_feature_names(self, X_support)
-        X_support, y_support = check_task_arrays(
-            X_support, y_support, where="the support set (X_support, y_support)",
-            classification=self._classification)
-        return self._adapt_tasks([(X_support, y_support)], adapt_steps=adapt_steps,
-                                 inner_lr=inner_lr, steps=steps, lr=lr)[0]
+        check_task_arrays(X_support, y_support, where="the support set (X_support, y_support)",
+                          classification=self._classification)  # errors in adapt's words
+        return self.adapt_tasks([(X_support, y_support)], adapt_steps=adapt_steps,
+                                inner_lr=inner_lr, steps=steps, lr=lr)[0]
 
     def adapt_tasks(self, tasks, *, adapt_steps: int | None = None,
                     inner_lr: float | None = None, steps=_UNSET, lr=_UNSET) -> list:
@@ -216,13 +214,9 @@ class AdaptationMixin:
         -------
         adapted : list of AdaptedRegressor or AdaptedClassifier
         """
-        tasks = list(tasks)
-        check_feature_names(self, tasks)
-        return self._adapt_tasks(tasks, adapt_steps=adapt_steps, inner_lr=inner_lr, steps=steps,
-                                 lr=lr)
-
-    def _adapt_tasks(self, tasks: list, *, adapt_steps, inner_lr, steps, lr) -> list:
         adapt_steps, inner_lr = self._check_adapt_args(adapt_steps, inner_lr, steps, lr)
+        tasks = list(tasks)
+        check_feature_names(self, tasks)  # DataFrame columns, as scikit-learn checks them
         seq = TaskSequence(tasks, classification=self._classification)
         single = len(seq) == 1
         split, classes, y_ndims = [], [], []
