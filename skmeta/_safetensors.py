@@ -345,7 +345,7 @@ def _tensor(buf: bytearray, begin: int, stop: int, dtype_name: str, shape: list[
     numel = (stop - begin) // _ITEMSIZE[dtype_name]
     if numel == 0:
         return torch.empty(shape, dtype=dtype)
-    if dtype is torch.bool and any(b > 1 for b in buf[begin:stop]):
+    if dtype is torch.bool and max(memoryview(buf)[begin:stop]) > 1:
         raise ValueError(f"{name} is malformed: tensor {key!r} holds booleans other than 0 "
                          "and 1.")
     source: bytearray = buf

@@ -88,7 +88,6 @@ def test_classes_too_small_for_an_episode_are_named():
         EpisodeSampler(X, y, n_way=2, k_shot=1, n_query=0, n_episodes=5, random_state=0)
 
 
-@pytest.mark.slow
 def test_a_training_loss_stuck_at_chance_is_reported():
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(10), 10)
