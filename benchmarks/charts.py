@@ -2,10 +2,12 @@
 
 Reads the JSON files the benchmark scripts wrote (whichever exist) and writes, into
 ``docs/_static/benchmarks``, PNG charts (shown on docs/benchmarks.md) and reStructuredText
-tables (``*_summary.txt``, included by docs/user_guide/when_meta_learning_pays.rst), so
-that the numbers in the docs are the numbers in the results files. The docs build runs it
-(``docs/conf.py``); to look at the charts without building the docs, run from the
-repository root::
+tables (``*_summary.txt``, included by docs/user_guide/when_meta_learning_pays.rst) with their
+Markdown twins (``*_summary.md``), so that the numbers in the docs are the numbers in the
+results files. The outputs are committed, so that the benchmark page's charts and tables
+render where the repository is read (GitHub), and ``tests/test_docs.py`` checks that
+they are current. The docs build runs it (``docs/conf.py``); after a benchmark run,
+regenerate them from the repository root::
 
     python benchmarks/charts.py
 """
@@ -135,17 +137,37 @@ def tables(files: dict[str, dict]) -> None:
     fig.savefig(OUT / "tables.png", dpi=110)
 
 
-def _list_table(header: list[str], rows: list[list[str]], widths: str = "auto") -> str:
+class _Table(str):
+    """An RST list-table (the text), with its header and rows for the Markdown twin."""
+
+    header: list[str]
+    rows: list[list[str]]
+
+
+def _list_table(header: list[str], rows: list[list[str]], widths: str = "auto") -> _Table:
     """An RST list-table."""
     lines = [".. list-table::", "   :header-rows: 1", f"   :widths: {widths}", ""]
     for row in [header, *rows]:
         lines.append(f"   * - {row[0]}")
         lines.extend(f"     - {cell}" for cell in row[1:])
-    return "\n".join(lines) + "\n"
+    table = _Table("\n".join(lines) + "\n")
+    table.header, table.rows = header, rows
+    return table
 
 
-def _write(name: str, text: str) -> None:
+def _markdown(table: _Table) -> str:
+    """The same table in Markdown, which GitHub renders where the repository is read."""
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(table.header), line(["---"] * len(table.header)),
+                      *map(line, table.rows)]) + "\n"
+
+
+def _write(name: str, text: _Table) -> None:
+    """Write ``name`` (RST, for the docs build) and its Markdown twin (``.md``)."""
     (OUT / name).write_text(text, encoding="utf-8")
+    (OUT / name.replace(".txt", ".md")).write_text(_markdown(text), encoding="utf-8")
 
 
 def sinusoid_summary(algos: dict, baselines: dict | None) -> None:
@@ -275,7 +297,10 @@ def _omniglot_runs(*names: str) -> dict | None:
     return {**runs[0], "results": [r for run in runs for r in run["results"]]}
 
 
-def main() -> None:
+def main(out: Path | None = None) -> None:
+    global OUT
+    if out is not None:
+        OUT = Path(out)
     OUT.mkdir(parents=True, exist_ok=True)
     files = {mb: p for mb in (25, 100) if (p := _load(f"sinusoid_speed_mb{mb}.json"))}
     if files:

@@ -36,8 +36,9 @@ sys.path.insert(0, str(DOCS / "_ext"))  # this documentation's own extensions
 
 import gallery_order  # noqa: E402  (docs/_ext)
 
-# The benchmark page's charts and summary tables (docs/_static/benchmarks, not in git) are
-# drawn from the recorded results in benchmarks/results, so the page shows what those hold.
+# The benchmark page's charts and summary tables (docs/_static/benchmarks, committed so that
+# they render on GitHub too) are drawn again from the recorded results in benchmarks/results,
+# so the page shows what those hold.
 subprocess.run([sys.executable, str(ROOT / "benchmarks" / "charts.py")], check=True,
                stdout=subprocess.DEVNULL)
 
@@ -67,7 +68,8 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "README.md", "**.ipynb_checkpoints", "auto_examples/*.ipynb",
+exclude_patterns = ["_build", "README.md", "_static/benchmarks/*.md", "**.ipynb_checkpoints",
+                    "auto_examples/*.ipynb",
                     "auto_examples/*.py", "auto_examples/*.zip", "auto_examples/*.json",
                     "auto_examples/*.md5"]
 default_role = "py:obj"
@@ -198,7 +200,10 @@ html_context = {"default_mode": "light"}
 # Markdown pages link to repository files outside docs/ by relative path (so that the links
 # work on GitHub); docs/_ext/repo_links.py points such links at the docs page that includes
 # the file. A link to a file outside docs/ that is not listed here fails the build.
-repo_link_pages = {"benchmarks/README.md": "running_benchmarks"}
+repo_link_pages = {"benchmarks/README.md": "running_benchmarks",
+                   # the Markdown twins of the benchmark tables (for readers on GitHub)
+                   **{f"docs/_static/benchmarks/{name}_summary.md": "benchmarks"
+                      for name in ("speed", "profile", "sinusoid", "omniglot", "tables")}}
 
 
 def _no_data_signature(app, what, name, obj, options, signature, return_annotation):

@@ -72,8 +72,9 @@ print("largest difference between the two processes:", np.abs(pred_here - pred_t
 # -------------------------------------------
 # Loading a pickle (or a joblib file) runs code chosen by whoever wrote it:
 # **only load pickles you trust**. For files that cross a trust boundary,
-# :func:`skmeta.save` writes tensors and JSON only, and :func:`skmeta.load` reads
-# them back without running code from the file.
+# :func:`skmeta.save` writes tensors and JSON only (a standard safetensors file,
+# which other tools can open too), and :func:`skmeta.load` reads them back
+# without running code from the file.
 safe_path = os.path.join(folder, "adapted.skmeta")
 skmeta.save(adapted, safe_path)
 reloaded = skmeta.load(safe_path)

@@ -70,7 +70,8 @@ search = GridSearchCV(pipe, {"maml__inner_lr": [0.01, 0.1]}, cv=GroupKFold(n_spl
 search.fit(X, y, groups=station)
 for lr, score in zip(search.cv_results_["param_maml__inner_lr"],
                      search.cv_results_["mean_test_score"]):
-    print(f"inner_lr={lr:<5} mean R² on held-out stations after adaptation: {score:.3f}")
+    print(f"inner_lr={lr:<5} pooled R² on held-out stations after adaptation "
+          f"(mean over folds): {score:.3f}")
 
 # %%
 # Adapt to a new station from 10 rows

@@ -10,27 +10,27 @@ from collections.abc import Callable
 
 import torch
 
-from skmeta.io import container as _container
+from skmeta.io import safetensors as _safetensors
 from skmeta.io.format import FORMAT_VERSION, _encode
 
 
 def rewrite(path: str | os.PathLike, edit: Callable[[dict], None] | None = None, *,
             version: int = FORMAT_VERSION,
             groups_edit: Callable[[dict], None] | None = None) -> None:
-    """Edit a format-2 file's header (and tensors) and write it back with a valid checksum.
+    """Edit a skmeta file's header (and tensors) and write it back with a valid digest.
 
-    This is what someone who edits a file on purpose can do: the checksum then
+    This is what someone who edits a file on purpose can do: the digest then
     passes, and only the loader's other checks can catch the edit.
     """
-    _, header, groups = _container.read(path, max_version=FORMAT_VERSION)
-    header.pop("tensors")
+    _, header, groups = _safetensors.read(path, max_version=FORMAT_VERSION)
     groups = {g: {k: t.clone() for k, t in ts.items()} for g, ts in groups.items()}
     if edit is not None:
         edit(header)
     if groups_edit is not None:
         groups_edit(groups)
     with open(path, "wb") as f:
-        _container.write(f, version, header, groups)
+        _safetensors.write(f, version, header, groups,
+                           writer=str(header.get("skmeta_version", "")))
 
 
 def save_v1(obj, path: str | os.PathLike) -> None:
@@ -80,20 +80,33 @@ def rewrite_v1(path: str | os.PathLike, edit: Callable[[dict], None]) -> None:
     torch.save(payload, path)
 
 
-def rewrite_raw(path: str | os.PathLike, edit: Callable[[dict], None]) -> None:
-    """Edit a format-2 file's header JSON as it is, tensor table included, keeping the
-    tensor data bytes; recompute the lengths and the checksum."""
-    import hashlib
-    import struct
-
+def read_raw(path: str | os.PathLike) -> tuple[dict, bytes]:
+    """A skmeta file's safetensors header (tensor table and metadata) and its data bytes."""
     raw = open(path, "rb").read()
-    magic, version, flags, head_size, _ = struct.unpack("<8sIIQQ", raw[:32])
-    header = json.loads(raw[32:32 + head_size])
-    data = raw[_container._align(32 + head_size):-32]
-    edit(header)
-    head = json.dumps(header).encode()
-    body = struct.pack("<8sIIQQ", magic, version, flags, len(head), 0) + head
-    body += bytes(_container._align(len(body)) - len(body)) + data
-    body = body[:24] + struct.pack("<Q", len(body) + 32) + body[32:]
+    n = int.from_bytes(raw[:8], "little")
+    return json.loads(raw[8:8 + n]), raw[8 + n:]
+
+
+def write_raw(path: str | os.PathLike, table: dict, data: bytes, *, reseal: bool = True) -> None:
+    """Write a safetensors header and data as they are; with ``reseal``, recompute the
+    skmeta digest first wherever the edited table still lets one compute it."""
+    if reseal:
+        meta = table.get("__metadata__")
+        try:
+            tensors = {k: (e["dtype"], e["shape"], data[e["data_offsets"][0]:e["data_offsets"][1]])
+                       for k, e in table.items() if k != "__metadata__"}
+            meta[_safetensors.DIGEST_KEY] = _safetensors.digest(meta, tensors)
+        except (KeyError, TypeError, IndexError, ValueError, AttributeError):
+            pass  # not computable: the edit itself must be refused
+    head = json.dumps(table, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
     with open(path, "wb") as f:
-        f.write(body + hashlib.sha256(body).digest())
+        f.write(len(head).to_bytes(8, "little") + head + data)
+
+
+def rewrite_raw(path: str | os.PathLike, edit: Callable[[dict], None]) -> None:
+    """Edit a skmeta file's safetensors header as it is, tensor table included, keeping
+    the data bytes; recompute the digest where possible (as an editor would)."""
+    table, data = read_raw(path)
+    edit(table)
+    write_raw(path, table, data)

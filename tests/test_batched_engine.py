@@ -274,7 +274,7 @@ def test_batched_forward_matches_the_module_on_shared_parameters():
 
 
 def test_a_network_found_unbatchable_while_running_goes_to_the_next_engine():
-    from skmeta.engines import EngineChooser
+    from skmeta.estimator.engines import EngineChooser
 
     notes = []
     chooser = EngineChooser("auto", "cpu", notes.append)

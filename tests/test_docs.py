@@ -330,3 +330,27 @@ def test_gallery_order_lists_every_example():
     present = sorted(p.name for p in EXAMPLES.glob("*.py"))
     assert sorted(listed) == present, "docs/conf.py's EXAMPLE_ORDER must list every example"
     assert listed[0] == "plot_sinusoid.py", "the gallery starts with the main example"
+
+
+def test_committed_benchmark_tables_and_charts_are_current(tmp_path):
+    """docs/_static/benchmarks is committed (it renders on GitHub): it must be what
+    benchmarks/charts.py draws from benchmarks/results today."""
+    pytest.importorskip("matplotlib")
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("_charts", root / "benchmarks" / "charts.py")
+    charts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(charts)
+    charts.main(tmp_path)
+    committed = root / "docs" / "_static" / "benchmarks"
+    made = sorted(p.name for p in tmp_path.iterdir())
+    assert made == sorted(p.name for p in committed.iterdir() if p.suffix in {".png", ".md",
+                                                                            ".txt"})
+    for name in made:
+        if not name.endswith(".png"):  # PNG bytes vary with the matplotlib version
+            assert (committed / name).read_text() == (tmp_path / name).read_text(), (
+                f"docs/_static/benchmarks/{name} is out of date: run python benchmarks/charts.py")
+    for name in ("speed", "profile", "sinusoid", "omniglot", "tables"):
+        assert f"(_static/benchmarks/{name}_summary.md)" in (root / "docs" / "benchmarks.md"
+                                                             ).read_text()

@@ -161,8 +161,9 @@ def test_sampler_too_small_pools():
 def test_sampler_skips_classes_with_too_few_examples():
     X, y = _pool(n_classes=6, per_class=6)
     keep = ~((y == 0) & (np.arange(len(y)) % 6 >= 2))  # class 0 keeps 2 examples
-    episodes = EpisodeSampler(X[keep], y[keep], n_way=5, k_shot=1, n_query=3,
-                              n_episodes=40, random_state=0)
+    with pytest.warns(UserWarning, match=r"1 class of the pool has fewer .* 0 \(2\)"):
+        episodes = EpisodeSampler(X[keep], y[keep], n_way=5, k_shot=1, n_query=3,
+                                  n_episodes=40, random_state=0)
     assert all(0 not in t.y_support for t in episodes)
 
 

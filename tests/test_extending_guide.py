@@ -50,3 +50,20 @@ def test_the_example_learns_one_rate_per_layer_and_its_engines_agree(example):
         grads = est.get_meta_gradient(batch, engine)[1]
         for k, g in reference.items():
             torch.testing.assert_close(grads[k], g, rtol=1e-4, atol=1e-6)
+
+
+def test_parameter_constraints_have_a_public_import():
+    """The guide imports Interval/StrOptions from skmeta, never from sklearn's private module."""
+    from pathlib import Path
+
+    from sklearn.utils._param_validation import Interval as SkInterval
+
+    from skmeta.utils import validation
+
+    assert validation.Interval is SkInterval
+    assert {"Interval", "StrOptions"} <= set(validation.__all__)
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "user_guide" / "extending.rst"
+             ).read_text()
+    assert "from skmeta.utils.validation import Interval, StrOptions" in guide
+    assert "import" not in "".join(line for line in guide.splitlines()
+                                   if "_param_validation" in line)

@@ -2,11 +2,11 @@
 
 import numpy as np
 import torch
-from skmeta.base import BaseMetaLearner
-from skmeta.batching import MetaBatchIterator
-from skmeta.tasks import as_tasks
 
 from skmeta import MAMLRegressor, ReptileRegressor
+from skmeta.data import as_tasks
+from skmeta.data.metabatch import MetaBatchIterator
+from skmeta.estimator import BaseMetaLearner
 
 
 class OneByOne(MAMLRegressor):

@@ -11,8 +11,9 @@ from _skmeta_files import rewrite
 from skorch.callbacks import EarlyStopping
 
 import skmeta
-from skmeta import MAMLClassifier, MAMLRegressor, PretrainedClassifier, TaskSplit, _container
+from skmeta import MAMLClassifier, MAMLRegressor, PretrainedClassifier, TaskSplit
 from skmeta.io import FORMAT_VERSION
+from skmeta.io import safetensors as _safetensors
 from skmeta.modules import MLP
 
 FAST = dict(max_epochs=1, verbose=0, random_state=0)
@@ -135,7 +136,7 @@ def test_save_is_atomic(sinusoid_tasks, tmp_path, monkeypatch):
         f.write(b"half a file")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_container, "write", crash)
+    monkeypatch.setattr(_safetensors, "write", crash)
     with pytest.raises(KeyboardInterrupt):
         adapted.save(path)
     assert path.read_bytes() == before
@@ -175,3 +176,26 @@ def test_model_saved_from_cuda_loads_on_cpu(sinusoid_tasks, tmp_path):
         loaded = skmeta.load(tmp_path / "adapted.skmeta")
     assert loaded.device_ == "cpu"
     np.testing.assert_array_equal(loaded.predict(X), adapted.predict(X))
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -0.5])
+def test_load_checks_hyper_parameters_as_fit_does(sinusoid_tasks, tmp_path, value):
+    est = MAMLRegressor(k_shot=10, **FAST).fit(sinusoid_tasks)
+    est.save(tmp_path / "meta.skmeta")
+    _rewrite_header(tmp_path / "meta.skmeta", **{"params.inner_lr": value})
+    with pytest.raises(ValueError, match="stores invalid hyper-parameters: The 'inner_lr' "
+                                         "parameter of MAMLRegressor must be a float"):
+        skmeta.load(tmp_path / "meta.skmeta")
+    est.adapt(*sinusoid_tasks[0]).save(tmp_path / "adapted.skmeta")
+    _rewrite_header(tmp_path / "adapted.skmeta", **{"attrs.inner_lr_": value})
+    with pytest.raises(ValueError, match="inner_lr_=.* is not a finite positive number"):
+        skmeta.load(tmp_path / "adapted.skmeta")
+
+
+def test_saving_into_a_missing_folder_names_the_target(sinusoid_tasks, tmp_path):
+    adapted = MAMLRegressor(k_shot=10, **FAST).fit(sinusoid_tasks).adapt(*sinusoid_tasks[0])
+    target = tmp_path / "no" / "such" / "model.skmeta"
+    with pytest.raises(FileNotFoundError, match=r"Cannot save to .*model\.skmeta'?: the folder "
+                                                r".*such'? does not exist\. Create it first"):
+        adapted.save(target)
+    assert not (tmp_path / "no").exists()

@@ -1,6 +1,7 @@
 """The safe format refuses damaged, truncated, edited and foreign files with clear errors.
 
-Every byte of a format-2 file is under its SHA-256, so a damaged file must be
+Every byte of a format-3 file (a safetensors file, see skmeta.io.safetensors) is under
+its SHA-256 or checked by the strict parser, so a damaged file must be
 refused (or, in principle, load identically), never load as a different model. An
 edited file whose checksum was recomputed must still not make the loader allocate
 its network before the shapes are checked against the file's tensors.
@@ -24,8 +25,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import skmeta
-from skmeta import MAMLClassifier, MAMLRegressor, _container
+from skmeta import MAMLClassifier, MAMLRegressor
 from skmeta.datasets import make_sinusoid_tasks
+from skmeta.io import safetensors as _safetensors
 
 FAST = dict(max_epochs=1, verbose=0, random_state=0)
 # deterministic in CI; no example database written into the repository
@@ -87,19 +89,21 @@ def _load_or_refuse(path, kind, models):
 # ---------------------------------------------------------------- round trip
 
 
-def test_format_2_layout(files):
+def test_format_3_is_a_safetensors_file(files):
     data = files.data["adapted"]
-    assert data[:8] == _container.MAGIC
-    assert int.from_bytes(data[8:12], "little") == skmeta.io.FORMAT_VERSION == 2
-    assert int.from_bytes(data[24:32], "little") == len(data)
-    import hashlib
-
-    assert hashlib.sha256(data[:-32]).digest() == data[-32:]
-    _, header, groups = _container.read(files.folder / "adapted.skmeta", max_version=2)
+    n = int.from_bytes(data[:8], "little")
+    assert data[8:9] == b"{" and n % 8 == 0
+    table = json.loads(data[8:8 + n])
+    meta = table.pop("__metadata__")
+    assert meta[_safetensors.VERSION_KEY] == str(skmeta.io.FORMAT_VERSION) == "3"
+    assert len(meta[_safetensors.DIGEST_KEY]) == 64 and meta["format"] == "pt"
+    assert json.loads(meta[_safetensors.HEADER_KEY])["kind"] == "adapted"
+    assert max(e["data_offsets"][1] for e in table.values()) == len(data) - 8 - n
+    _, header, groups = _safetensors.read(files.folder / "adapted.skmeta", max_version=3)
     assert set(groups) == {"module"} and "magic" not in header
     assert b"pickle" not in data and b"\x80\x02" not in data[:64]
-    _, header, groups = _container.read(files.folder / "meta.skmeta", max_version=2)
-    assert set(groups) == {"module", "optimizer", "inner_state"}
+    _, header, groups = _safetensors.read(files.folder / "meta.skmeta", max_version=3)
+    assert set(groups) == {"module", "optimizer"}  # MAML's inner state holds no tensors
 
 
 def test_both_kinds_round_trip(files, models, tmp_path):
@@ -125,10 +129,11 @@ def test_meta_learner_optimizer_state_round_trips_without_pickle(models, tmp_pat
 def test_other_dtypes_and_empty_tensors_round_trip(tmp_path):
     groups = {"g": {"bf16": torch.randn(3, 2).to(torch.bfloat16), "b": torch.tensor([True, False]),
                     "i": torch.arange(5), "empty": torch.zeros(0, 4), "scalar": torch.tensor(2.5),
-                    "t": torch.randn(4, 3).t()}}
+                    "t": torch.randn(4, 3).t(), "h": torch.randn(3).half(),
+                    "u8": torch.arange(3, dtype=torch.uint8)}}
     with open(tmp_path / "c", "wb") as f:
-        _container.write(f, 2, {"x": 1}, groups)
-    _, header, back = _container.read(tmp_path / "c", max_version=2)
+        _safetensors.write(f, 3, {"x": 1}, groups)
+    _, header, back = _safetensors.read(tmp_path / "c", max_version=3)
     for name, tensor in groups["g"].items():
         assert torch.equal(back["g"][name], tensor) and back["g"][name].dtype == tensor.dtype
     assert header["x"] == 1
@@ -148,56 +153,76 @@ def test_a_flipped_byte_anywhere_is_refused(files, models, kind, where, xor):
     assert not _load_or_refuse(path, kind, models)  # every byte is under the checksum
 
 
+def _offset_of(data, text):
+    return data.index(text.encode())
+
+
 @pytest.mark.parametrize("region, offset, match", [
-    ("magic", 0, "not a skmeta model file: it starts with the bytes"),
-    ("magic", 7, "not a skmeta model file"),
-    ("version", 8, "SHA-256"),
-    ("flags", 12, "SHA-256"),
-    ("header length", 16, "SHA-256"),
-    ("file length", 24, "announces|truncated"),
-    ("header", 40, "SHA-256"),
+    ("header length, low byte", 0, "malformed|truncated"),
+    ("header length, high byte", 7, "not a skmeta model file"),
+    ("header opening brace", 8, "not a skmeta model file"),
+    ("tensor table", "data_offsets", "malformed"),
+    ("tensor shape", "shape", "malformed|SHA-256"),
+    ("skmeta's header", "skmeta_version", "SHA-256"),
+    ("format version", "skmeta.format_version", "malformed|SHA-256"),
+    ("digest", "digest", "SHA-256"),
+    ("header padding", "padding", "malformed"),
     ("first tensor byte", "data", "SHA-256"),
-    ("last tensor byte", -33, "SHA-256"),
-    ("checksum", -32, "SHA-256"),
-    ("checksum", -1, "SHA-256"),
+    ("last tensor byte", -1, "SHA-256"),
 ])
 def test_damage_in_each_region_is_named(files, tmp_path, region, offset, match):
     data = bytearray(files.data["meta"])
+    n = int.from_bytes(data[:8], "little")
     if offset == "data":
-        head_size = int.from_bytes(data[16:24], "little")
-        offset = _container._align(32 + head_size)
-    data[offset] ^= 0x10
+        offset = 8 + n
+    elif offset == "digest":
+        offset = _offset_of(data, _safetensors.DIGEST_KEY) + 20
+    elif offset == "padding":
+        if data[8 + n - 1] != 0x20:  # no padding in this file: pad it as a writer may
+            data = bytearray((n + 8).to_bytes(8, "little") + data[8:8 + n] + b" " * 8
+                             + data[8 + n:])
+            n += 8
+        offset = 8 + n - 1
+    elif isinstance(offset, str):
+        offset = _offset_of(data, offset) + 2
+    data[offset] ^= 0x29 if region == "header padding" else 0x10  # a space becomes a tab
     path = tmp_path / "damaged.skmeta"
     path.write_bytes(bytes(data))
     _refused(path, match)
 
 
-@pytest.mark.parametrize("keep", [0, 1, 4, 8, 20, 31, 32, 33, 63, 64, 100, "half", -33, -32, -1])
+@pytest.mark.parametrize("keep", [0, 1, 3, 4, 8, 9, 20, 100, "header", "half", -1])
 def test_truncated_files_are_refused(files, tmp_path, keep):
     data = files.data["meta"]
-    n = len(data) // 2 if keep == "half" else (keep if keep >= 0 else len(data) + keep)
+    n = int.from_bytes(data[:8], "little")
+    cut = {"half": len(data) // 2, "header": 8 + n}.get(keep, keep)
+    cut = cut if cut >= 0 else len(data) + cut
     path = tmp_path / "cut.skmeta"
-    path.write_bytes(data[:n])
-    if n == 0:
+    path.write_bytes(data[:cut])
+    if cut == 0:
         _refused(path, r"not a skmeta model file: it is empty \(0 bytes\)")
-    elif n < 64:
-        _refused(path, f"truncated: a skmeta model file has at least 64 bytes, this one has {n}")
+    elif cut < 4:
+        _refused(path, "not a skmeta model file")  # too short to tell what it was
+    elif cut <= 8:
+        _refused(path, f"truncated: a skmeta model file has at least 10 bytes, this one has {cut}")
+    elif cut < 8 + n:
+        _refused(path, f"truncated: its header announces {n} bytes, the file has {cut} bytes")
     else:
-        _refused(path, f"truncated: expected {len(data)} bytes, found {n}")
+        _refused(path, f"truncated: expected {len(data)} bytes, found {cut}")
 
 
 def test_appended_bytes_are_refused(files, tmp_path):
     path = tmp_path / "longer.skmeta"
     path.write_bytes(files.data["adapted"] + b"\0")
-    _refused(path, "bytes but announces .*appended")
+    _refused(path, "bytes but its header announces .*appended")
 
 
 def test_newer_and_unknown_versions(files, tmp_path):
     path = tmp_path / "v.skmeta"
     path.write_bytes(files.data["adapted"])
-    rewrite(path, lambda h: h.update(skmeta_version="7.1"), version=3)
-    _refused(path, r"format version 3 \(written by skmeta 7.1\), newer than this skmeta reads "
-                   r"\(up to 2\)\. Upgrade skmeta \(pip install --upgrade skmeta\)")
+    rewrite(path, lambda h: h.update(skmeta_version="7.1"), version=4)
+    _refused(path, r"format version 4 \(written by skmeta 7.1\), newer than this skmeta reads "
+                   r"\(up to 3\)\. Upgrade skmeta \(pip install --upgrade skmeta\)")
     path.write_bytes(files.data["adapted"])
     rewrite(path, version=0)
     _refused(path, "version 0, which was never written")
@@ -212,7 +237,8 @@ def test_foreign_files_are_named(tmp_path):
         "text.txt": (b"hello world\n", "it is a text file starting with 'hello world"),
         "data.json": (json.dumps({"a": 1}).encode(), "it looks like a JSON file"),
         "arr.npy": (b"\x93NUMPY\x01\x00" + bytes(20), "it is a numpy .npy file"),
-        "w.safetensors": ((2).to_bytes(8, "little") + b"{}", "it looks like a safetensors"),
+        "w.safetensors": ((2).to_bytes(8, "little") + b"{}",
+                          "it is a safetensors file without skmeta's metadata"),
     }
     for name, (content, match) in cases.items():
         (tmp_path / name).write_bytes(content)
@@ -247,10 +273,11 @@ def test_hostile_pickles_are_refused_without_running(tmp_path):
 # ------------------------------------------------------ edited, resealed files
 
 
-_ENTRY_FIELDS = st.sampled_from(["shape", "offset", "nbytes", "dtype"])
+_ENTRY_FIELDS = st.sampled_from(["shape", "data_offsets", "dtype", "extra"])
 _VALUES = st.one_of(st.integers(-3, 2**40), st.just(-1), st.just(2**64),
                     st.lists(st.integers(0, 2**20), max_size=3), st.just("float64"),
-                    st.just("object"), st.none(), st.text(max_size=3))
+                    st.just("object"), st.none(), st.text(max_size=3), st.just("F64"),
+                    st.lists(st.integers(-1, 2**40), min_size=2, max_size=2))
 
 
 @settings(max_examples=int(60 * SCALE), **PROPERTY)
@@ -260,10 +287,9 @@ def test_edited_tensor_tables_are_refused_or_harmless(files, models, field, valu
     path = files.folder / "edited.skmeta"
     path.write_bytes(files.data["adapted"])
 
-    def edit(header):
-        entries = header["tensors"]["module"]
-        entry = entries[sorted(entries)[which % len(entries)]]
-        entry[field] = value
+    def edit(table):
+        names = sorted(k for k in table if k != "__metadata__")
+        table[names[which % len(names)]][field] = value
 
     rewrite_raw(path, edit)
     try:
@@ -454,15 +480,15 @@ def test_compressed_version_1_archives_are_refused(models, tmp_path):
 
 def test_a_tensor_group_is_one_entry(models, tmp_path, monkeypatch):
     """More learnable state (e.g. learned inner learning rates) is one _EXTRA_GROUPS entry."""
-    from skmeta import persistence
+    from skmeta.io import format as persistence
 
     path = tmp_path / "meta.skmeta"
     models.meta.save(path)  # written without the group
     monkeypatch.setitem(persistence._EXTRA_GROUPS, "extra_state", "module_")  # a stand-in
     _refused(path, "holds no 'extra_state' tensors, which MAMLRegressor needs for module_")
     models.meta.save(path)
-    _, _, groups = _container.read(path, max_version=2)
-    assert set(groups) == {"module", "optimizer", "inner_state", "extra_state"}
+    _, _, groups = _safetensors.read(path, max_version=3)
+    assert set(groups) == {"module", "optimizer", "extra_state"}
     loaded = skmeta.load(path)
     for a, b in zip(loaded.module_.parameters(), models.meta.module_.parameters()):
         assert torch.equal(a, b)

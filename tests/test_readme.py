@@ -22,3 +22,13 @@ def test_readme_commands_match_ci():
     ci = (ROOT / ".ci" / "run").read_text()
     for command in ('python -m pip install torch==2.13.0 -e ".[dev]"', "python -m pytest"):
         assert command in readme and command in ci
+
+
+def test_readme_and_getting_started_agree_on_how_long_things_take():
+    readme = (ROOT / "README.md").read_text()
+    started = (ROOT / "docs" / "getting_started.rst").read_text()
+    for text in (readme, started):
+        assert "plot_sinusoid.py" in text and "(30-45 s)" in text  # the main job
+        assert "# the test suite (about 4 min)" in text
+        assert "29 s and 41 s" in text
+    assert "SKMETA_DATA=<folder> python -m pytest tests/test_omniglot.py" in readme

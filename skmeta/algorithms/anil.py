@@ -100,6 +100,7 @@ class ANILRegressor(MetaRegressorMixin, _BaseANIL):
 
 
 class ANILClassifier(MetaClassifierMixin, _BaseANIL):
+    _param_defaults = {"inner_lr": 0.4}  # measured in docs/user_guide/algorithms.rst
     __doc__ = """ANIL for few-shot classification: meta-learn features, adapt only the head.
 
     The inner loop (meta-training, ``adapt`` and ``score``) takes ``inner_steps``

@@ -56,6 +56,7 @@ class MAMLRegressor(MetaRegressorMixin, _BaseMAML):
 
 
 class MAMLClassifier(MetaClassifierMixin, _BaseMAML):
+    _param_defaults = {"inner_lr": 0.4}  # measured in docs/user_guide/algorithms.rst
     __doc__ = """Model-agnostic meta-learning for few-shot classification (Finn et al., 2017).
 
     Learns an initialisation of the network from which ``inner_steps`` gradient

@@ -211,13 +211,13 @@ class MAMLPlusPlusRegressor(MetaRegressorMixin, _BaseMAMLPlusPlus):
 
 
 class MAMLPlusPlusClassifier(MetaClassifierMixin, _BaseMAMLPlusPlus):
+    _param_defaults = {"inner_lr": 0.1}  # measured in docs/user_guide/algorithms.rst
     __doc__ = """MAML++ for few-shot classification (the paper's recipe, each trick switchable).
 
-    Multi-step loss (MSL), derivative-order annealing (DA), learned per-layer
-    per-step inner learning rates (LSLR), per-step batch norm (BNWB/BNRS, with
-    :class:`skmeta.modules.ConvNet`) and cosine annealing of the meta learning
-    rate (CA). With all of them off this is second-order MAML. Read more in
-    :doc:`/user_guide/algorithms`.
+    Multi-step loss (MSL), derivative-order annealing (DA), learned per-layer per-step inner
+    learning rates (LSLR), per-step batch norm (BNWB/BNRS, with :class:`skmeta.modules.ConvNet`)
+    and cosine annealing of the meta learning rate (CA). With all of them off this is
+    second-order MAML. Read more in :doc:`/user_guide/algorithms`.
 
     See Also
     --------

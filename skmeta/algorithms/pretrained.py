@@ -96,12 +96,11 @@ class PretrainedRegressor(MetaRegressorMixin, _BasePretrained):
 class PretrainedClassifier(MetaClassifierMixin, _BasePretrained):
     __doc__ = """Pre-training baseline for few-shot classification.
 
-    One network is trained as an ordinary classifier over *all* classes of the
-    training tasks pooled (their labels are taken as global class labels); to
-    adapt to a new ``n_way`` task its last linear layer is replaced by a fresh,
-    zero-initialised ``n_way`` head and the whole network is fine-tuned on the
-    support set with ``adapt_steps`` steps of size ``inner_lr``. Read more in the
-    user guide (:doc:`/user_guide/concepts`).
+    One network is trained as an ordinary classifier over *all* classes of the training tasks
+    pooled (their labels are taken as global class labels); to adapt to a new ``n_way`` task its
+    last linear layer is replaced by a fresh, zero-initialised ``n_way`` head and the whole
+    network is fine-tuned on the support set with ``adapt_steps`` steps of size ``inner_lr``.
+    Read more in the user guide (:doc:`/user_guide/concepts`).
 
     See Also
     --------

@@ -115,6 +115,7 @@ class ReptileRegressor(MetaRegressorMixin, _BaseReptile):
 
 
 class ReptileClassifier(MetaClassifierMixin, _BaseReptile):
+    _param_defaults = {"inner_lr": 0.1}  # measured in docs/user_guide/algorithms.rst
     __doc__ = """Reptile for few-shot classification (Nichol et al., 2018).
 
     Moves the initialisation toward the weights that ``inner_steps`` gradient

@@ -7,10 +7,30 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_task_arrays", "check_task_size", "warn_on_scale"]
+__all__ = ["check_task_arrays", "check_features", "check_task_size", "warn_on_scale", "SCALE_LIMIT"]
+
+
+def check_features(X: Any, *, where: str = "X") -> np.ndarray:
+    """Validate and convert a feature array (numeric, finite, at least 2-D).
+
+    Accepts what ``fit`` accepts (arrays, lists, DataFrames); the result is a
+    C-contiguous, writable array (copied when ``X`` is read-only or strided, e.g.
+    ``X[:, ::-1]``), which PyTorch takes without a warning.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta.data.checks import check_features
+    >>> check_features(np.arange(6.0).reshape(3, 2)[:, ::-1]).flags["C_CONTIGUOUS"]
+    True
+    """
+    return _check_X(X, where)
 
 
 def _check_X(X: Any, where: str) -> np.ndarray:
+    if X is None:
+        raise TypeError(f"{where}: X is None; pass an array-like of shape (n_samples, "
+                        "n_features), e.g. a NumPy array or a DataFrame.")
     if hasattr(X, "toarray") and hasattr(X, "nnz"):
         raise TypeError(f"{where}: sparse X is not supported; pass X.toarray().")
     try:
@@ -41,10 +61,12 @@ def _check_X(X: Any, where: str) -> np.ndarray:
         raise ValueError(f"{where}: X has 0 features (shape {X.shape}).")
     if not np.isfinite(X).all():
         raise ValueError(f"{where}: X contains NaN or infinity.")
-    return X
+    return np.require(X, requirements=["C", "W"])  # no negative strides, no read-only views
 
 
 def _check_y(y: Any, n: int, where: str, classification: bool) -> np.ndarray:
+    if y is None:
+        raise TypeError(f"{where}: y is None; pass the targets, one per row of X.")
     y = np.asarray(y)
     if classification:
         if y.ndim == 2 and y.shape[1] == 1:
@@ -110,7 +132,7 @@ def n_needed(k_shot: int, n_query: int | None) -> int:
     return k_shot + (1 if n_query is None else n_query)
 
 
-def _count(n: int, noun: str) -> str:
+def count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
@@ -122,18 +144,45 @@ def check_task_size(n: int, *, k_shot: int, n_query: int | None, need_query: boo
         query = ("" if not need_query else
                  f" + {'at least 1' if n_query is None else n_query} query")
         raise ValueError(f"{where} has "
-                         f"{_count(n, 'sample')} but k_shot={k_shot} support{query} "
+                         f"{count(n, 'sample')} but k_shot={k_shot} support{query} "
                          f"sample(s) need {needed}. Lower k_shot/n_query or drop small tasks.")
 
 
+#: features whose root mean square exceeds this (or that reach 100 times it) make a fixed
+#: inner step explode: a gradient step's effect on the output grows with the square of the
+#: features' size (features of 20 to 80, such as ages, already need scaling)
+SCALE_LIMIT = 10.0
+
+
 def warn_on_scale(X: np.ndarray) -> None:
-    """Warn when features are far from unit scale: gradient steps then misbehave."""
+    """Warn when features are far from unit scale or do not vary: gradient steps misbehave.
+
+    A gradient step on a first layer moves the output by about ``inner_lr`` times
+    the squared size of the features, so features around 1e3 (or 1e2 with offsets,
+    e.g. ``X * 1000 + 5000``) make a fixed ``inner_lr`` diverge. Checked on the
+    first task: its root mean square above :data:`SCALE_LIMIT` or its largest value
+    above 100 times that, or every feature constant (or varying by less than 1e-4).
+    """
     X = np.asarray(X, dtype=np.float64)
-    biggest = float(np.abs(X).max()) if X.size else 0.0
+    X = X.reshape(len(X), -1) if X.ndim > 1 else X.reshape(-1, 1)
+    X = X[np.isfinite(X).all(1)]
+    if not X.size:
+        return
+    biggest = float(np.abs(X).max())
+    rms = float(np.sqrt(np.mean(X ** 2)))
     spread = float(X.std(axis=0).max()) if len(X) > 1 else 1.0
-    if biggest > 1e4 or 0 < spread < 1e-4:
-        warnings.warn(f"The features of the first task range up to {biggest:.3g} with a largest "
-                      f"standard deviation of {spread:.3g}; fixed inner step sizes work best on "
-                      "features of unit scale. Consider StandardScaler (long format in a "
-                      "Pipeline) or skmeta.TaskTransformer(StandardScaler()) for task lists.",
+    advice = ("Consider StandardScaler (long format in a Pipeline) or "
+              "skmeta.TaskTransformer(StandardScaler()) for task lists.")
+    if rms > SCALE_LIMIT or biggest > 100 * SCALE_LIMIT:
+        warnings.warn(f"The features of the first task have a root mean square of {rms:.3g} and "
+                      f"reach {biggest:.3g}; fixed inner step sizes work on features of unit "
+                      "scale (a gradient step's effect grows with the square of the features' "
+                      "size, so adaptation may diverge silently to huge predictions). "
+                      + advice, UserWarning, stacklevel=4)
+    elif spread < 1e-4:
+        what = "constant" if spread == 0 else f"nearly constant (largest standard deviation " \
+            f"{spread:.3g})"
+        warnings.warn(f"Every feature of the first task is {what}: a task's examples cannot be "
+                      "told apart, and fixed inner step sizes work on features of unit scale. "
+                      "Check the feature columns; " + advice[0].lower() + advice[1:],
                       UserWarning, stacklevel=4)

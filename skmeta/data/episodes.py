@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -100,6 +101,18 @@ class EpisodeSampler(Sequence):
                                  f"n_query = {self.k_shot + self.n_query} examples; n_way="
                                  f"{self.n_way} needs {self.n_way}.")
             self._pools = [eligible]
+        small = np.flatnonzero(counts < self.k_shot + self.n_query)
+        if len(small):  # after the errors: a pool that cannot be used is refused instead
+            named = ", ".join(f"{label!r} ({n})" for label, n in
+                              zip(classes[small[:10]].tolist(), counts[small[:10]].tolist()))
+            more = f" and {len(small) - 10} more" if len(small) > 10 else ""
+            one = len(small) == 1
+            warnings.warn(f"{len(small)} class{'' if one else 'es'} of the pool "
+                          f"ha{'s' if one else 've'} fewer than k_shot + n_query = "
+                          f"{self.k_shot + self.n_query} examples and "
+                          f"{'is' if one else 'are'} left out of every episode: {named}{more} "
+                          "(examples in parentheses). Lower k_shot or n_query to use them, or "
+                          "drop them to silence this.", UserWarning, stacklevel=2)
 
     def __len__(self) -> int:
         return self.n_episodes

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .checks import check_task_arrays
+from .checks import check_task_arrays, count
 from .episodes import EpisodeSampler
 from .task import ACCEPTED_FORMS, TaskSequence, is_task_sequence
 
@@ -51,6 +51,13 @@ def tasks_from_groups(X: Any, y: Any, groups: Any, *, classification: bool = Fal
     if groups.ndim != 1 or len(groups) != len(X):
         raise ValueError(f"groups must be 1-D with one task id per row of X ({len(X)}); got "
                          f"shape {groups.shape}.")
+    missing = _missing_ids(groups)
+    if missing.any():
+        rows = np.flatnonzero(missing)
+        raise ValueError(f"groups has no task id (NaN or None) in {count(len(rows), 'row')} "
+                         f"(rows {', '.join(map(str, rows[:5].tolist()))}"
+                         f"{', ...' if len(rows) > 5 else ''}): every row needs the id of its "
+                         "task. Drop those rows or fill in their ids.")
     try:
         keys, inverse = np.unique(groups, return_inverse=True)
     except TypeError as exc:
@@ -59,7 +66,26 @@ def tasks_from_groups(X: Any, y: Any, groups: Any, *, classification: bool = Fal
                         "use task ids of one type.") from exc
     order = np.argsort(inverse, kind="stable")
     bounds = np.cumsum(np.bincount(inverse, minlength=len(keys)))[:-1]
-    return [(X[idx], y[idx]) for idx in np.split(order, bounds)]
+    return GroupedTasks([(X[idx], y[idx]) for idx in np.split(order, bounds)],
+                        labels=keys.tolist())
+
+
+def _missing_ids(groups: np.ndarray) -> np.ndarray:
+    if groups.dtype.kind == "f":
+        return np.isnan(groups)
+    if groups.dtype == object:
+        return np.array([g is None or (isinstance(g, float) and g != g) for g in groups],
+                        dtype=bool)
+    return np.zeros(len(groups), dtype=bool)
+
+
+class GroupedTasks(list):
+    """The tasks of long-format data (a list of ``(X, y)``), with each task's group label
+    in ``labels``, so that messages name the group rather than an internal index."""
+
+    def __init__(self, tasks: list, *, labels: list):
+        super().__init__(tasks)
+        self.labels = labels
 
 
 def as_tasks(X: Any, y: Any = None, groups: Any = None, *, classification: bool,

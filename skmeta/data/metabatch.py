@@ -192,7 +192,7 @@ def make_meta_batch(tasks: Sequence, indices: Any, rng: np.random.Generator, *, 
     split, classes = [], []
     for i in indices:
         i = int(i)
-        where = f"task {i}"
+        where = tasks.describe(i) if hasattr(tasks, "describe") else f"task {i}"
         Xs, ys, Xq, yq = split_task(tasks[i], k_shot=k_shot, n_query=n_query, rng=rng,
                                     classification=classification, where=where,
                                     need_query=need_query)

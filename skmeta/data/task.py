@@ -95,6 +95,7 @@ class TaskSequence(Sequence):
         if len(tasks) == 0:
             raise ValueError("No tasks were given (an empty sequence).")
         self.classification = classification
+        self.labels = getattr(tasks, "labels", None)  # long format: the group ids
         self._raw = tasks
         self._eager = isinstance(tasks, (list, tuple, np.ndarray, TaskSequence))
         self.input_shape: tuple[int, ...] | None = None
@@ -223,8 +224,14 @@ class TaskSequence(Sequence):
             raise ValueError(f"{where}: X has input shape {X.shape[1:]} but the first task has "
                              f"{self.input_shape}; all tasks need the same features.")
 
+    def describe(self, i: int) -> str:
+        """How messages name task ``i``: by its group id for long-format data."""
+        if self.labels is not None and 0 <= i < len(self.labels):
+            return f"group {self.labels[i]!r} (task {i})"
+        return f"task {i}"
+
     def _check(self, i: int, task: Any):
-        where = f"task {i}"
+        where = self.describe(i)
         if isinstance(task, TaskSequence._ITEM_TYPES):
             return task  # already validated
         if isinstance(task, Task):

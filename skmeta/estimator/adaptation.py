@@ -136,11 +136,13 @@ class Adapter:
                         for b, fast in zip(batch.task_batches, fasts))
                 if bad:
                     self._raise_diverged(steps, batch)
-                self._warn_if_exploded(fasts, steps)
+            if strict or not query:
+                self._warn_if_exploded(fasts, steps, finite)
             if not query:
                 return None, fasts
             losses: list = [None] * len(batch)
-            outputs = []  # one per group, padded like its query sets
+            outputs, kept = [], []  # per group: predictions (padded like its query sets),
+            # and which tasks did not diverge
             with _mode(module, training=False):
                 for (positions, b), fast, ok in zip(batch.groups, fasts, finite):
                     out = F.predict(learner, fast, b.X_query, step=step, engine=engine,
@@ -151,11 +153,14 @@ class Adapter:
                     ok = real if ok is None else ok & real
                     out = torch.where(ok.view(-1, *[1] * (out.dim() - 1)), out, torch.nan)
                     outputs.append(out)
+                    kept.append(ok)
                     if b.query_mask is not None:  # padded: the criterion, without the padding
                         per_task = F.per_task_loss(ctx.loss, out, b.y_query, b.query_mask)
                     for j, pos in enumerate(positions):
                         losses[pos] = per_task[j] if b.query_mask is not None else \
                             ctx.loss(out[j], b.y_query[j])
+        if not strict:  # finite but far off (diverged tasks are reported apart, as NaN)
+            self._warn_if_exploded(fasts, steps, kept)
         return losses, outputs
 
     def adapt(self, supports: Sequence[tuple[np.ndarray, np.ndarray]], steps: int,
@@ -211,6 +216,9 @@ class Adapter:
                     continue
                 for j, pos in enumerate(positions):  # the task's real query rows
                     rows = slice(None) if b.query_mask is None else b.query_mask[j]
+                    if not bool(torch.isfinite(pred[j][rows]).all()):  # diverged: NaN, as
+                        found[pos] = (float("nan"), 0, 0)  # without metric (warned below)
+                        continue
                     found[pos] = (targets.task_score(b.y_query[j][rows], pred[j][rows],
                                                      None if classes is None else classes[j],
                                                      metric), 0, 0)
@@ -226,16 +234,22 @@ class Adapter:
 
     # ------------------------------------------------------------------ messages
 
-    def _warn_if_exploded(self, fasts: list, steps: int) -> None:
-        """Warn when the inner loop moved some weights by many times their own size."""
+    def _warn_if_exploded(self, fasts: list, steps: int, keep: list) -> None:
+        """Warn when the inner loop moved some weights by many times their own size (over the
+        tasks ``keep`` marks, per group; None: all)."""
         params, worst = self.context.learner.params, 0.0
-        for fast in fasts:
+        for fast, ok in zip(fasts, keep):
             for k, v in fast.items():
+                if ok is not None:
+                    v = v[ok]
                 phi = params[k].detach()
                 if v.shape[1:] != phi.shape:  # a layer solved anew per task (another shape)
                     continue
                 size = max(float(phi.norm()), 1e-3 * phi.numel() ** 0.5)
-                worst = max(worst, float((v - phi).flatten(1).norm(dim=1).max()) / size)
+                moved = (v - phi).flatten(1).norm(dim=1)
+                moved = moved[torch.isfinite(moved)]  # diverged tasks are reported apart
+                if moved.numel():
+                    worst = max(worst, float(moved.max()) / size)
         if worst > EXPLODED:
             warnings.warn(f"Adaptation moved some weights by {worst:.3g} times their size after "
                           f"{steps} step(s) with {self.context.rates}: it has probably "

@@ -21,10 +21,11 @@ from sklearn.exceptions import NotFittedError
 from skorch.exceptions import DeviceWarning
 from torch import nn
 
-from ..data.checks import check_task_arrays
+from ..data.checks import check_features
 from ..functional import inner_step
 from ..io import SafeFileMixin
 from ..registry import register_adapted
+from .features import check_feature_names
 from .parameters import Attribute
 
 __all__ = ["AdaptedRegressor", "AdaptedClassifier", "copy_module", "FIELDS"]
@@ -104,6 +105,9 @@ FIELDS: dict[str, Attribute] = {
     "module_class_": Attribute("type", "The network's class, to rebuild it from a file.",
                                saved=True),
     "module_kwargs_": Attribute("dict", "The network's constructor arguments.", saved=True),
+    "feature_names_in_": Attribute("ndarray of str", "The meta-learner's feature names (when "
+                                   "it was fitted on DataFrames), checked by ``predict``.",
+                                   saved=True),
 }
 _DOCUMENTED = ("module_", "device_", "input_shape_", "n_features_in_", "adapt_steps_",
                "inner_lr_", "meta_estimator_", "y_ndim_")
@@ -132,7 +136,7 @@ class _AdaptedModel(SafeFileMixin, BaseEstimator):
 
     @classmethod
     def from_task(cls, module: nn.Module, *, classes, y_ndim: int, device, input_shape,
-                  meta_estimator: str, adapt_steps: int, inner_lr,
+                  meta_estimator: str, adapt_steps: int, inner_lr, feature_names_in_=None,
                   module_class_=None, module_kwargs_=None) -> _AdaptedModel:
         """The model of one task: ``module`` holds its adapted weights (see :data:`FIELDS`)."""
         self = cls()
@@ -140,6 +144,8 @@ class _AdaptedModel(SafeFileMixin, BaseEstimator):
         self.device_ = str(device) if device is not None else "cpu"
         self.input_shape_ = tuple(input_shape)
         self.n_features_in_ = int(np.prod(self.input_shape_))
+        if feature_names_in_ is not None:
+            self.feature_names_in_ = feature_names_in_
         self.y_ndim_ = y_ndim
         self.meta_estimator_ = meta_estimator
         self.adapt_steps_ = int(adapt_steps)
@@ -155,7 +161,8 @@ class _AdaptedModel(SafeFileMixin, BaseEstimator):
         if not hasattr(self, "module_"):
             raise NotFittedError(f"This {type(self).__name__} holds no model; get one from "
                                  "a meta-learner's adapt(X_support, y_support).")
-        X, _ = check_task_arrays(X, np.zeros(len(X)), where="X", classification=True)
+        check_feature_names(self, X)  # scikit-learn's checks of DataFrame columns
+        X = check_features(X, where="X")  # any array-like: copied if read-only or strided
         if tuple(X.shape[1:]) != self.input_shape_:
             raise ValueError(f"X has input shape {tuple(X.shape[1:])} but the model was adapted "
                              f"on {self.input_shape_}.")

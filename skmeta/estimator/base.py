@@ -36,6 +36,7 @@ from .. import functional as F
 from ..data import MetaBatch, TaskSequence, check_task_arrays, seed_from
 from ..io import SafeFileMixin
 from .adaptation import AdaptationContext, Adapter
+from .features import check_feature_names
 from .hooks import per_task_function, supports
 from .inner_state import InnerState
 from .targets import MetaClassifierMixin, MetaRegressorMixin
@@ -261,9 +262,8 @@ class BaseMetaLearner(SafeFileMixin, TaskNet):
             If the adapted weights are not finite (``inner_lr`` too large).
         """
         check_is_fitted(self, ["module_", "input_shape_"])
-        X_support, y_support = check_task_arrays(
-            X_support, y_support, where="the support set (X_support, y_support)",
-            classification=self._classification)
+        check_task_arrays(X_support, y_support, where="the support set (X_support, y_support)",
+                          classification=self._classification)  # errors in adapt's words
         return self.adapt_tasks([(X_support, y_support)], adapt_steps=adapt_steps,
                                 inner_lr=inner_lr, steps=steps, lr=lr)[0]
 
@@ -283,7 +283,9 @@ class BaseMetaLearner(SafeFileMixin, TaskNet):
         """
         check_is_fitted(self, ["module_", "input_shape_"])
         adapt_steps, inner_lr = self._check_adapt_args(adapt_steps, inner_lr, steps, lr)
-        seq = TaskSequence(list(tasks), classification=self._classification)
+        tasks = list(tasks)
+        check_feature_names(self, tasks)  # DataFrame columns, as scikit-learn checks them
+        seq = TaskSequence(tasks, classification=self._classification)
         single, supports = len(seq) == 1, []
         for i in range(len(seq)):
             Xs, ys = seq[i][0], seq[i][1]  # a Task's support set, or an (X, y) pair
@@ -310,7 +312,8 @@ class BaseMetaLearner(SafeFileMixin, TaskNet):
             return targets.adapted_class.from_task(
                 module, classes=classes, y_ndim=y_ndim, device=self._group().device,
                 input_shape=self.input_shape_, meta_estimator=type(self).__name__,
-                adapt_steps=adapt_steps, inner_lr=label, **fields)
+                adapt_steps=adapt_steps, inner_lr=label,
+                feature_names_in_=getattr(self, "feature_names_in_", None), **fields)
 
         return adapter.adapt(supports, adapt_steps, make_model)
 
@@ -331,6 +334,7 @@ class BaseMetaLearner(SafeFileMixin, TaskNet):
     def _score(self, X, y, groups, metric) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         check_is_fitted(self, ["module_", "input_shape_"])
         self._check_params()
+        check_feature_names(self, X)
         tasks = self._as_tasks(X, y, groups)
         seed = self.seed_ if self.random_state is None else seed_from(self.random_state)
         rng = np.random.default_rng([seed, 3])

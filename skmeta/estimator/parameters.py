@@ -273,6 +273,11 @@ SHARED_ATTRIBUTES: dict[str, Attribute] = {
                           "after adaptation on the validation tasks)."),
     "input_shape_": Attribute("tuple of int", "The shape of one example.", saved=True),
     "n_outputs_": Attribute("int", "The network's output size.", saved=True),
+    "feature_names_in_": Attribute("ndarray of str", "The feature names of ``X`` at ``fit``, "
+                                   "when they were given as a DataFrame with string column "
+                                   "names (checked at ``adapt``, ``score`` and by the adapted "
+                                   "models' ``predict``).", saved=True),
+    "n_features_in_": Attribute("int", "The number of input values per example."),
     "seed_": Attribute("int", "The seed drawn from ``random_state`` at initialisation, from which "
                        "the network's initial weights and the task streams are drawn.",
                        saved=True),
@@ -280,6 +285,28 @@ SHARED_ATTRIBUTES: dict[str, Attribute] = {
                          'by timing with ``engine="auto"``), and under ``"batched"`` why the '
                          "batched engine was not used, when it could not run the network."),
 }
+
+
+def check_classes_not_names(estimator: Any) -> None:
+    """Refuse ``module``, ``criterion`` or ``optimizer`` given as a string (``"MLP"``).
+
+    skorch would call the string as a class ("'str' object is not callable"); the
+    error names the class to import instead.
+    """
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    for name in ("module", "criterion", "optimizer"):
+        value = getattr(estimator, name, None)
+        if not isinstance(value, str):
+            continue
+        default = estimator._param_table[name].default
+        where = ("skmeta.modules" if default.__module__.startswith("skmeta") else
+                 "torch.nn" if issubclass(default, nn.Module) else "torch.optim")
+        raise InvalidParameterError(
+            f"The {name!r} parameter of {type(estimator).__name__} must be a class (or an "
+            f"instance), not the string {value!r}. Pass the class itself, e.g. "
+            f"'from {where} import {default.__name__}' and {name}={default.__name__} "
+            "(the default).")
 
 
 class ParameterizedNet(NeuralNet):
@@ -370,6 +397,7 @@ class ParameterizedNet(NeuralNet):
         return super().set_params(**params)
 
     def _check_params(self) -> None:
+        check_classes_not_names(self)  # module="MLP": not called as a class
         validate_parameter_constraints(self._parameter_constraints,
                                        self.get_params(deep=False),
                                        caller_name=type(self).__name__)

@@ -35,7 +35,9 @@ from ..data import (
     warn_on_scale,
 )
 from ..metrics import check_scoring_context
+from .diagnostics import warn_if_loss_at_chance
 from .engines import EngineChooser
+from .features import note_features
 from .hooks import supports
 from .inner_state import LearnedState
 from .network import check_io, fill_sizes
@@ -158,6 +160,7 @@ class TaskNet(ParameterizedNet):
             self.input_shape_ = tuple(X0.shape[1:])
         if initializing or not hasattr(self, "n_outputs_"):  # what the network's outputs mean
             vars(self).update(self.get_targets().fit(tasks, y0))
+        note_features(self, X, reset=initializing)  # feature_names_in_, n_features_in_
         warn_on_scale(X0)
         return tasks
 
@@ -175,6 +178,11 @@ class TaskNet(ParameterizedNet):
         if tuple(X.shape[1:]) != tuple(self.input_shape_):
             raise ValueError(f"{what} has input shape {tuple(X.shape[1:])} but "
                              f"{type(self).__name__} was fitted on {self.input_shape_}.")
+
+    def on_train_end(self, net, **kwargs):
+        super().on_train_end(net, **kwargs)
+        if self.get_targets().classification:  # a loss still at ln(n_way) learned nothing
+            warn_if_loss_at_chance(self)
 
     # ------------------------------------------------------------- processes
 

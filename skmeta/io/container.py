@@ -1,4 +1,8 @@
-"""skmeta's model container: a JSON header and raw tensor blobs, under a SHA-256.
+"""skmeta's format-2 container, read only: a JSON header and tensor blobs under a SHA-256.
+
+The previous release wrote this layout (format version 2); :func:`skmeta.save` now writes a
+safetensors file (format version 3, :mod:`skmeta.io.safetensors`). The reader stays
+so that files written by the previous release still load.
 
 No pickle anywhere: reading a container parses JSON and reinterprets bytes as
 tensors (:func:`torch.frombuffer`), nothing else. Layout (all integers little-endian)::
@@ -31,8 +35,7 @@ import json
 import os
 import struct
 import sys
-from collections.abc import Mapping
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 
@@ -70,67 +73,6 @@ def _align(n: int) -> int:
     return -(-n // ALIGN) * ALIGN
 
 
-def _as_bytes(t: torch.Tensor) -> memoryview:
-    flat = t.reshape(-1)
-    if flat.dtype is not torch.uint8:
-        flat = flat.view(torch.uint8)
-    return memoryview(flat.numpy()).cast("B")
-
-
-def write(f: BinaryIO, version: int, header: Mapping[str, Any],
-          groups: Mapping[str, Mapping[str, torch.Tensor]]) -> int:
-    """Write a container to the binary file ``f``; return the number of bytes written.
-
-    ``header`` must not hold a ``"tensors"`` entry: the table of ``groups`` is added.
-    Tensors are copied to the CPU and made contiguous; their bytes are written as
-    they are in memory (little-endian machines only).
-    """
-    if sys.byteorder != "little":  # pragma: no cover - no big-endian CI
-        raise OSError("skmeta's model format is little-endian; saving on a big-endian "
-                      "machine is not supported.")
-    if "tensors" in header:
-        raise ValueError("The header's 'tensors' entry is written by the container.")
-    table: dict[str, dict[str, dict[str, Any]]] = {}
-    blobs: list[torch.Tensor] = []
-    offset = 0
-    for group, tensors in groups.items():
-        table[group] = {}
-        for name, tensor in tensors.items():
-            if not isinstance(tensor, torch.Tensor) or tensor.layout is not torch.strided \
-                    or tensor.is_quantized or tensor.dtype not in _DTYPE_NAMES:
-                raise ValueError(f"{group}/{name}: only dense tensors of the dtypes "
-                                 f"{', '.join(DTYPES)} can be stored; got "
-                                 f"{getattr(tensor, 'dtype', type(tensor).__name__)}.")
-            t = tensor.detach().to("cpu").contiguous()
-            nbytes = t.numel() * t.element_size()
-            table[group][name] = {"dtype": _DTYPE_NAMES[t.dtype], "shape": list(t.shape),
-                                  "offset": offset, "nbytes": nbytes}
-            blobs.append(t)
-            offset = _align(offset + nbytes)
-    head = json.dumps({**header, "tensors": table}, separators=(",", ":")).encode("utf-8")
-    data_start = _align(PREFIX_SIZE + len(head))
-    data_size = offset
-    total = data_start + data_size + TRAILER_SIZE
-    digest = hashlib.sha256()
-
-    def put(chunk: bytes | memoryview) -> None:
-        digest.update(chunk)
-        f.write(chunk)
-
-    put(_PREFIX.pack(MAGIC, version, 0, len(head), total))
-    put(head)
-    put(bytes(data_start - PREFIX_SIZE - len(head)))
-    position = 0
-    for t in blobs:
-        raw = _as_bytes(t)
-        put(raw)
-        position += len(raw)
-        put(bytes(_align(position) - position))
-        position = _align(position)
-    f.write(digest.digest())
-    return total
-
-
 def _describe(start: bytes) -> tuple[str, bool]:
     """What a file starting with ``start`` looks like (for files without the magic)."""
     if start.startswith(b"PK\x03\x04") or start.startswith(b"PK\x05\x06"):
@@ -142,8 +84,9 @@ def _describe(start: bytes) -> tuple[str, bool]:
         return "is a numpy .npy file", False
     if start.startswith(b"\x89HDF\r\n\x1a\n"):
         return "is an HDF5 file", False
-    if start[8:9] == b"{" and int.from_bytes(start[:8], "little") < 1 << 30:
-        return "looks like a safetensors file", False
+    if start[8:9] == b"{":
+        return ("looks like a safetensors file whose header length is damaged "
+                f"({int.from_bytes(start[:8], 'little')} bytes)"), False
     if start.lstrip()[:1] in (b"{", b"["):
         return "looks like a JSON file", False
     if start and all(32 <= b < 127 or b in b"\t\r\n" for b in start):

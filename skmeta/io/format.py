@@ -1,20 +1,25 @@
 """A safe, tamper-evident model file format: tensors plus plain JSON, never pickled code.
 
 ``pickle`` (and ``joblib``) run code while loading, so a model file from someone
-else can do anything. :func:`save` writes skmeta's own container (format version
-2, see :mod:`skmeta.io.container`): magic bytes, the format version, a JSON header,
-the raw bytes of every tensor and a SHA-256 over all of it. There is no pickle in
-it; loading parses JSON and reinterprets bytes as tensors.
+else can do anything. :func:`save` writes a standard safetensors file (format
+version 3, see :mod:`skmeta.io.safetensors`): a JSON header describing every tensor,
+the raw bytes of the tensors, and in the header's ``__metadata__`` skmeta's own
+JSON (parameters, fitted attributes, history) and a SHA-256 digest of all of it.
+Any safetensors reader opens the file; there is no pickle in it; loading parses
+JSON and reinterprets bytes as tensors.
 
 :func:`load` checks, in this order, before anything is built:
 
-1. what the file is (magic bytes; a pickle, a zip archive, an empty file... are
-   named and refused; a zip written by skmeta's format version 1 is read with
+1. what the file is (a safetensors file; skmeta's format-2 container of the
+   previous release; a pickle, a zip archive, an empty file... are named and
+   refused; a zip written by skmeta's format version 1 is read with
    ``torch.load(weights_only=True)``, with a :class:`FutureWarning`);
-2. its length against the length its prefix announces (truncation);
-3. the SHA-256 over header and tensors (damage, edits);
-4. the format version (a newer file asks you to upgrade skmeta);
-5. the header: JSON, and every tensor's dtype, shape and place in the file;
+2. the header, strictly: its length (at most 100 MB, inside the file), its JSON
+   (no duplicate keys, no NaN), every tensor's dtype, shape and byte range;
+3. the file's length against the data its header announces (truncation, appended
+   bytes), and that the tensors tile the data (no overlap, no hole);
+4. the SHA-256 over the metadata and the tensors (damage, edits);
+5. the format version (a newer file asks you to upgrade skmeta);
 6. the classes it names: the estimator must be one of skmeta's, the module,
    criterion and optimizer ``torch.nn.Module`` or ``torch.optim.Optimizer``
    subclasses from modules that are already imported or named in
@@ -26,7 +31,7 @@ it; loading parses JSON and reinterprets bytes as tensors.
    more than its own size.
 
 The checksum detects damage and edits, not who wrote the file: someone who edits
-a file can recompute it. Steps 5 to 7 are what protect you from such files.
+a file can recompute it. Steps 2, 3, 6 and 7 are what protect you from such files.
 
 Use pickle/joblib for your own files (everything round-trips, including
 callbacks); use :func:`save`/:func:`load` for files that cross a trust boundary.
@@ -55,12 +60,15 @@ from torch import nn
 from .. import registry
 from .._version import __version__
 from . import container as _container
+from . import safetensors as _safetensors
 
 __all__ = ["save", "load", "FORMAT_VERSION", "SafeFileMixin"]
 
-#: The file format :func:`save` writes. Version 1 (a ``torch.save`` zip without an
-#: integrity check) is still read, with a :class:`FutureWarning`.
-FORMAT_VERSION = 2
+#: The file format :func:`save` writes: a safetensors file (see :mod:`skmeta.io.safetensors`).
+#: Version 2 (skmeta's own container, :mod:`skmeta.io.container`) is still read; version 1
+#: (a ``torch.save`` zip without an integrity check) too, with a :class:`FutureWarning`.
+FORMAT_VERSION = 3
+_CONTAINER_VERSION = 2
 _V1_MAGIC = "skmeta-model"
 _ALWAYS_TRUSTED = ("torch", "skmeta")
 #: fitted attributes of version-1 files that are now kept elsewhere (ignored when loading)
@@ -210,6 +218,9 @@ def _unpack(value: Any, tensors: Mapping[str, torch.Tensor], file: str) -> Any:
 def _atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> None:
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"Cannot save to {path!r}: the folder {folder!r} does not exist. "
+                                "Create it first (os.makedirs(folder, exist_ok=True)).")
     fd, tmp = tempfile.mkstemp(prefix=".skmeta-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -239,11 +250,11 @@ def save(obj: Any, path: str | os.PathLike) -> None:
 
     Notes
     -----
-    The file (format version :data:`FORMAT_VERSION`) holds a JSON header (the
-    parameters, the fitted attributes, the history, the module and optimizer
-    classes by import path) and the raw bytes of the network's and the
-    optimizer's tensors, under a SHA-256 checksum that :func:`load` verifies
-    before it reads anything else. Training-only parameters that are objects
+    The file (format version :data:`FORMAT_VERSION`) is a safetensors file: the
+    raw bytes of the network's and the optimizer's tensors, and in its metadata
+    skmeta's JSON header (the parameters, the fitted attributes, the history, the
+    module and optimizer classes by import path) and a SHA-256 digest that
+    :func:`load` verifies before it builds anything. Training-only parameters that are objects
     (``callbacks``, ``train_split``) are not stored (a warning names them); they
     are None after :func:`load`.
 
@@ -303,7 +314,8 @@ def save(obj: Any, path: str | os.PathLike) -> None:
                         f"{type(obj).__name__}.")
     header = {"skmeta_version": __version__, "kind": kind, "class": type(obj).__name__,
               "params": params, "attrs": attrs, **extra}
-    _atomic_write(path, lambda f: _container.write(f, FORMAT_VERSION, header, groups))
+    _atomic_write(path, lambda f: _safetensors.write(f, FORMAT_VERSION, header, groups,
+                                                      writer=__version__))
 
 
 # ---------------------------------------------------------------------- load
@@ -482,9 +494,10 @@ def _load_state(module: nn.Module, state: Mapping[str, torch.Tensor], file: str)
 def load(path: str | os.PathLike, *, trusted_modules: Iterable[str] = ()) -> Any:
     """Load a model saved with :func:`save`, without running code from the file.
 
-    The file's length and SHA-256 checksum are verified before its header is
-    read, and the network's shapes are checked against the file's tensors before
-    any memory is allocated for it (see :mod:`skmeta.io`).
+    The file's header is parsed strictly and its length and SHA-256 checksum are
+    verified before anything is built from it, and the network's shapes are
+    checked against the file's tensors before any memory is allocated for it (see
+    :mod:`skmeta.io.format`).
 
     Parameters
     ----------
@@ -503,7 +516,9 @@ def load(path: str | os.PathLike, *, trusted_modules: Iterable[str] = ()) -> Any
     ValueError
         With the file's name and what is wrong: not a skmeta model file (and
         what it is instead: empty, a pickle, a zip...), truncated (expected and
-        found lengths), failing its checksum (damaged or edited), written in a
+        found lengths), failing its checksum (damaged or edited), with a
+        malformed header (overlapping or out-of-range tensors, unknown dtypes,
+        duplicate keys, an oversized header length), written in a
         newer format version (upgrade skmeta), malformed or inconsistent (its
         network does not match its tensors), or naming a class that is not an
         allowed torch class.
@@ -529,9 +544,11 @@ def load(path: str | os.PathLike, *, trusted_modules: Iterable[str] = ()) -> Any
     >>> loaded = skmeta.load(path)
     >>> type(loaded).__name__, loaded.n_way
     ('MAMLClassifier', 2)
-    >>> with open(path, "r+b") as f:  # one damaged byte
-    ...     _ = f.seek(100)
-    ...     _ = f.write(b"?")
+    >>> with open(path, "r+b") as f:  # one damaged bit in the last tensor
+    ...     _ = f.seek(-1, os.SEEK_END)
+    ...     last = f.read(1)[0]
+    ...     _ = f.seek(-1, os.SEEK_END)
+    ...     _ = f.write(bytes([last ^ 1]))
     >>> skmeta.load(path)
     Traceback (most recent call last):
     ...
@@ -540,11 +557,14 @@ def load(path: str | os.PathLike, *, trusted_modules: Iterable[str] = ()) -> Any
     file = os.fspath(path)
     optimizer_state = None
     try:  # checks 1 to 5 (see the module's docstring)
-        _, header, groups = _container.read(file, max_version=FORMAT_VERSION)
-    except _container.NotAContainerError as exc:
-        if not exc.torch_zip:
-            raise
-        header, groups, optimizer_state = _read_v1(file)
+        _, header, groups = _safetensors.read(file, max_version=FORMAT_VERSION)
+    except _safetensors.NotSafetensorsError:
+        try:  # the previous release's container
+            _, header, groups = _container.read(file, max_version=_CONTAINER_VERSION)
+        except _container.NotAContainerError as exc:
+            if not exc.torch_zip:
+                raise
+            header, groups, optimizer_state = _read_v1(file)
     budget = os.path.getsize(file)
     try:  # checks 6 and 7, then the model is built
         if header.get("kind") == "meta" and optimizer_state is None:
@@ -589,6 +609,7 @@ def _build_adapted(cls: type, attrs: dict, groups: dict, file: str, budget: int)
     unknown = sorted(set(attrs) - set(cls.saved_fields()))
     if unknown:
         raise ValueError(f"{file!r} is malformed: unknown attributes {unknown}.")
+    _check_adapted_numbers(attrs, file)
     module_class, kwargs = attrs.get("module_class_"), attrs.get("module_kwargs_")
     if not (isinstance(module_class, type) and issubclass(module_class, nn.Module)) \
             or not isinstance(kwargs, dict):
@@ -609,6 +630,20 @@ def _build_adapted(cls: type, attrs: dict, groups: dict, file: str, budget: int)
     return model
 
 
+def _check_adapted_numbers(attrs: dict, file: str) -> None:
+    """An adapted model's recorded steps and rate are what adapt could have used."""
+    for key in ("adapt_steps_", "step_"):
+        value = attrs.get(key)
+        if value is not None and not (type(value) is int and 0 <= value < 2**31):
+            raise ValueError(f"{file!r} stores invalid hyper-parameters: {key}={value!r} is not "
+                             "a non-negative integer. The file was edited or damaged.")
+    rate = attrs.get("inner_lr_")
+    if isinstance(rate, (int, float)) and not isinstance(rate, bool) \
+            and not (np.isfinite(rate) and rate > 0):
+        raise ValueError(f"{file!r} stores invalid hyper-parameters: inner_lr_={rate!r} is not "
+                         "a finite positive number. The file was edited or damaged.")
+
+
 def _build_meta(cls: type, params: dict, attrs: dict, header: dict, groups: dict,
                 optimizer_state: Any, file: str, budget: int) -> Any:
     from skorch.history import History
@@ -621,6 +656,11 @@ def _build_meta(cls: type, params: dict, attrs: dict, header: dict, groups: dict
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{file!r} stores parameters that {cls.__name__} does not take "
                          f"({exc}); it was written by another skmeta version, or edited.") from exc
+    try:  # the checks fit makes: a file cannot bring inner_lr=inf or NaN
+        est._check_params()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{file!r} stores invalid hyper-parameters: {exc} The file was "
+                         "edited or damaged; nothing was built.") from exc
     allowed = set(est._saved_attributes()) | {"rng_state", "engines"} | _LEGACY_ATTRIBUTES
     unknown = sorted(set(attrs) - allowed)
     if unknown or "rng_state" not in attrs or "input_shape_" not in attrs:
@@ -638,6 +678,7 @@ def _build_meta(cls: type, params: dict, attrs: dict, header: dict, groups: dict
     for k, v in attrs.items():
         setattr(est, k, v)
     est.input_shape_ = tuple(est.input_shape_)
+    est.n_features_in_ = int(np.prod(est.input_shape_))
     # check every network initialize() builds on the meta device before allocating it
     kwargs = est.get_module_kwargs()
     _checked_module(lambda kw: est.initialized_instance(est.module, kw), kwargs,
