@@ -72,7 +72,7 @@ def test_non_finite_values(bad):
 
 
 def test_empty_and_too_small_tasks():
-    X, y = np.ones((20, 2)), np.ones(20)
+    X, y = np.random.default_rng(0).normal(size=(20, 2)), np.ones(20)
     with pytest.raises(ValueError, match="task 1 is empty"):
         MAMLRegressor(**FAST).fit([(X, y), (X[:0], y[:0])])
     with pytest.raises(ValueError, match=r"task \d+ has 5 samples but k_shot=5"):

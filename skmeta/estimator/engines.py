@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..functional import NotBatchable, vmap_support
+from ..functional import ENGINES, NotBatchable, vmap_support
 
 __all__ = ["EngineChooser"]
 
@@ -78,6 +78,28 @@ class EngineChooser:
         self.timings: dict[str, dict[str, list[float]]] = {}
         self.last: dict[str, str] = {}
         self.not_batched: dict[str, str] = {}
+
+    def state(self) -> dict[str, dict]:
+        """What was decided and measured, as plain data (saved with the estimator)."""
+        return {"chosen": dict(self.chosen), "timings": {k: {e: list(t) for e, t in v.items()}
+                                                         for k, v in self.timings.items()}}
+
+    def restore(self, state: dict) -> None:
+        """Take back what :meth:`state` returned (from a file: checked, never trusted).
+
+        Raises
+        ------
+        ValueError
+            If ``state`` is not what :meth:`state` returns.
+        """
+        ok = isinstance(state, dict) and all(isinstance(state.get(k, {}), dict)
+                                             for k in ("chosen", "timings"))
+        ok = ok and all(isinstance(k, str) and v in ENGINES
+                        for k, v in state.get("chosen", {}).items())
+        if not ok:
+            raise ValueError(f"bad engine choices {state!r}")
+        self.chosen.update(state.get("chosen", {}))
+        self.timings.update(state.get("timings", {}))
 
     def summary(self) -> dict[str, str]:
         """``{kind: engine}``: the engine decided (or, while timing, last used) per kind; with
