@@ -61,9 +61,10 @@ class _ShellOnly(MAMLRegressor):
 # where the shell's time goes: (label, file fragment, function name) of cumulative times
 _SHELL_PARTS = [
     ("optimizer step (torch.optim.Adam)", "torch/optim/optimizer.py", "wrapper"),
-    ("meta-batch assembly", "skmeta/batching.py", "__iter__"),
-    ("train step around the (cached) meta-gradient", "skmeta/base.py", "train_step_single"),
-    ("input validation (once per fit call)", "skmeta/tasks.py", "__init__"),
+    ("meta-batch assembly", "skmeta/data/metabatch.py", "__iter__"),
+    ("train step around the (cached) meta-gradient", "skmeta/estimator/training.py",
+     "train_step_single"),
+    ("input validation (once per fit call)", "skmeta/data/task.py", "__init__"),
     ("skorch callbacks (notify)", "skorch/net.py", "notify"),
     ("zero_grad", "torch/optim/optimizer.py", "zero_grad"),
 ]
