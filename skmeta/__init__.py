@@ -2,6 +2,7 @@
 
 from ._version import __version__  # noqa: F401 - the package version
 from .adapted import AdaptedClassifier, AdaptedRegressor
+from .alpaca import ALPaCARegressor
 from .anil import ANILClassifier, ANILRegressor
 from .batching import TaskSplit
 from .maml import MAMLClassifier, MAMLRegressor
@@ -24,6 +25,7 @@ __all__ = [
     "MAMLPlusPlusClassifier",
     "R2D2Regressor",
     "R2D2Classifier",
+    "ALPaCARegressor",
     "ReptileRegressor",
     "ReptileClassifier",
     "PretrainedRegressor",

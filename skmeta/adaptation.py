@@ -243,7 +243,23 @@ class AdaptationMixin:
                     copied = copy_module(module, {**params, **{k: v[j] for k, v in fast.items()}})
                     out[pos] = self._make_adapted(copied.eval(), classes[pos], y_ndims[pos],
                                                   adapt_steps, label)
+            if adapt_steps > 0:
+                self.finish_adapted([out[p] for p in positions], batch.task_batches[0])
         return out
+
+    def finish_adapted(self, adapted: list, support: F.TaskBatch) -> None:
+        """Complete the models adapted to tasks of one shape (hook; nothing by default).
+
+        An algorithm with more to say than the adapted weights stores it here, e.g. a
+        posterior for ``predict(X, return_std=True)`` (``AdaptedRegressor.predictive_``).
+
+        Parameters
+        ----------
+        adapted : list of AdaptedRegressor or AdaptedClassifier
+            The models, in the order of the tasks of ``support``.
+        support : skmeta.functional.TaskBatch
+            Their support sets (encoded targets), with a leading task axis.
+        """
 
     def _check_input_shape(self, X: np.ndarray, what: str) -> None:
         if tuple(X.shape[1:]) != tuple(self.input_shape_):

@@ -71,7 +71,8 @@ _TRAINING_ONLY = ("callbacks", "train_split")
 #: more learnable state (such as learned per-parameter inner learning rates) is one entry.
 _EXTRA_GROUPS: dict[str, str] = {"inner_state": "inner_state_"}
 _ADAPTED_ATTRIBUTES = ("module_class_", "module_kwargs_", "device_", "input_shape_", "y_ndim_",
-                       "meta_estimator_", "classes_", "adapt_steps_", "inner_lr_", "step_")
+                       "meta_estimator_", "classes_", "adapt_steps_", "inner_lr_", "step_",
+                       "predictive_", "interval_")
 
 
 # ----------------------------------------------------------------- JSON codec

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from ._bayes import bayes_linear_posterior
 from ._core import Params
 
 __all__ = ["InnerRule", "sgd", "learned_lr", "per_step_lr", "only", "ridge_head"]
@@ -258,8 +259,11 @@ def ridge_head(head: str, alpha: float = 1.0, *, classification: bool = False,
     examples the solution stays near a head that fits every task on average.
     The state holds the learned ``log(alpha)`` (``"<head>.log_alpha"``) and, for
     classification, a learned log-scale of the logits (``"<head>.log_scale"``).
+    The solution is the posterior mean of a Bayesian linear regression with the
+    isotropic prior ``N(W0, I / alpha)``, computed by :func:`bayes_linear_posterior`
+    (ALPaCA's solver, with a learned full prior covariance: :func:`bayes_head`).
     With ``n`` support examples and ``d`` features the solve is ``n x n``
-    (Woodbury) when ``n <= d + 1``, else ``(d + 1) x (d + 1)``. Zero steps leave the
+    (Woodbury) when ``n < d + 1``, else ``(d + 1) x (d + 1)``. Zero steps leave the
     head at its meta-parameters; any number of steps solves once.
 
     Parameters
@@ -321,20 +325,14 @@ def ridge_head(head: str, alpha: float = 1.0, *, classification: bool = False,
         Z = torch.cat([features, ones], -1)
         Y = y.to(Z.dtype)
         Y = Y if Y.dim() == Z.dim() else Y.unsqueeze(-1)
-        lam = learner.state[log_alpha].exp()
-        if prior == "learned":  # solve for W - W0 on the residual targets
+        if prior == "learned":  # shrink toward the meta-learned head
             W0 = torch.cat([start[prefix + "weight"].mT,
                             start[prefix + "bias"].unsqueeze(-2)], -2).to(Z.dtype)
-            Y = Y - Z @ W0
-        n, d = Z.shape[-2:]
-        if n <= d:  # Woodbury: an n x n system
-            eye = torch.eye(n, dtype=Z.dtype, device=Z.device)
-            W = Z.mT @ torch.linalg.solve(Z @ Z.mT + lam * eye, Y)
         else:
-            eye = torch.eye(d, dtype=Z.dtype, device=Z.device)
-            W = torch.linalg.solve(Z.mT @ Z + lam * eye, Z.mT @ Y)
-        if prior == "learned":
-            W = W0 + W
+            W0 = Z.new_zeros(Z.shape[-1], Y.shape[-1])
+        # the ridge solution is the posterior mean with the isotropic prior N(W0, I / alpha)
+        scale = (-0.5 * learner.state[log_alpha]).exp()
+        W = bayes_linear_posterior(Z, Y, W0, scale, covariance=False).mean
         if classification:
             W = W * learner.state[log_scale].exp()
         return [start, {prefix + "weight": W[..., :-1, :].mT, prefix + "bias": W[..., -1, :]}]
