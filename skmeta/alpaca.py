@@ -61,6 +61,7 @@ class ALPaCARegressor(MetaRegressorMixin, BaseMetaLearner):
         "inner_steps": "0 keeps the meta-learned head (the prior mean); 1 or more solves it "
                        "(once) per task.",
     }
+    _param_defaults = {"lr": 3e-3}
     _attributes = {"head_": Attribute("str", "The layer solved per task.")}
 
     supports_batched = supports_query_mask = True
