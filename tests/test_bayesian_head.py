@@ -117,8 +117,8 @@ def _initialized(tasks, **kw):
 
 
 def _batch(est, tasks, n=6):
-    return est.get_meta_batch(as_tasks(tasks, classification=False), np.arange(n), np.random.default_rng(0),
-                              training=True)
+    return est.get_meta_batch(as_tasks(tasks, classification=False), np.arange(n),
+                              np.random.default_rng(0), training=True)
 
 
 @pytest.mark.parametrize("covariance", ["full", "diag", "lowrank", "isotropic"])
