@@ -378,6 +378,17 @@ def interval_predictions(estimator: Any, X: Any, y: Any = None, groups: Any = No
     -------
     predictions : list of tuple
         Per task, ``(y_query, y_pred, lower, upper, std)``.
+
+    Examples
+    --------
+    >>> from skmeta import ALPaCARegressor
+    >>> from skmeta.datasets import make_sinusoid_tasks
+    >>> from skmeta.intervals import interval_predictions
+    >>> tasks = make_sinusoid_tasks(n_tasks=30, n_samples=15, random_state=0)
+    >>> est = ALPaCARegressor(k_shot=5, max_epochs=1, verbose=0, random_state=0).fit(tasks)
+    >>> y, y_pred, lower, upper, std = interval_predictions(est, tasks[:2])[0]
+    >>> y.shape, bool((lower < y_pred).all() and (y_pred < upper).all())
+    ((10,), True)
     """
     k_shot = estimator._k_shot() if isinstance(estimator, ConformalMetaRegressor) \
         else int(estimator.k_shot)

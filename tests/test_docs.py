@@ -39,6 +39,8 @@ PUBLIC_MODULES = [
     "skmeta.anil",
     "skmeta.mamlpp",
     "skmeta.r2d2",
+    "skmeta.alpaca",
+    "skmeta.intervals",
     "skmeta.registry",
     "skmeta.utils.estimator_checks",
     "skmeta.adapted",

@@ -49,6 +49,16 @@ class BayesLinearPosterior(NamedTuple):
     factor : Tensor of shape (..., d, r) or None
         The covariance of column ``j`` of the weights is
         ``noise_var[j] * factor @ factor.mT``; None when only the mean was asked for.
+
+    Examples
+    --------
+    A prior is a posterior before any data: the same value.
+
+    >>> import torch
+    >>> from skmeta.functional import BayesLinearPosterior, bayes_linear_predict
+    >>> prior = BayesLinearPosterior(torch.zeros(2, 1), torch.eye(2))
+    >>> bayes_linear_predict(prior, torch.ones(1, 2), torch.tensor(1.0))[1]  # 1 * (1 + 2)
+    tensor([[3.]])
     """
 
     mean: Tensor
@@ -427,7 +437,17 @@ def bayes_head_posterior(learner: Any, X: Tensor, y: Tensor, *, engine: str = "v
 
     Examples
     --------
-    See :func:`bayes_head`.
+    >>> import torch
+    >>> from torch import nn
+    >>> from skmeta import functional as F
+    >>> net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+    >>> rule = F.bayes_head("2", covariance="lowrank", rank=1)
+    >>> params = dict(net.named_parameters())
+    >>> learner = F.Learner(net, params, {}, nn.functional.mse_loss, rule,
+    ...                     rule.init(rule.select(params)), head="2")
+    >>> post, noise_var = F.bayes_head_posterior(learner, torch.randn(3, 1), torch.randn(3))
+    >>> post.factor.shape, noise_var  # the prior's factor: 4 features + bias, 5 + 1 columns
+    (torch.Size([5, 6]), tensor([1.]))
     """
     prior_mean, prior_factor, noise_var = bayes_head_prior(learner)
     Phi = bayes_head_features(learner, X, engine=engine)
