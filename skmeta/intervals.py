@@ -362,10 +362,10 @@ def interval_predictions(estimator: Any, X: Any, y: Any = None, groups: Any = No
                          random_state: Any = 0) -> list[tuple]:
     """Adapt to each task and predict its query rows with intervals and a standard deviation.
 
-    For a :class:`ConformalMetaRegressor`, its calibrated intervals (the standard
-    deviation of a Gaussian with the same central interval where the model has
-    no predictive one); for a meta-learner whose adapted models have a
-    predictive distribution (ALPaCA), its Gaussian intervals at 90%.
+    For a :class:`ConformalMetaRegressor`, its calibrated intervals and the
+    standard deviation of the Gaussian with the same central interval; for a
+    meta-learner whose adapted models have a predictive distribution (ALPaCA),
+    its Gaussian intervals at 90% and its predictive standard deviation.
 
     Parameters
     ----------
@@ -401,9 +401,9 @@ def interval_predictions(estimator: Any, X: Any, y: Any = None, groups: Any = No
                             "wrap the estimator in skmeta.intervals.ConformalMetaRegressor.")
         y_pred, pis = model.predict_interval(t.X_query)
         lower, upper = pis[..., 0, 0], pis[..., 1, 0]
-        if model.predictive_ is not None:
+        if model.interval_ is None:
             std = model.predict(t.X_query, return_std=True)[1]
-        else:
+        else:  # the Gaussian with the calibrated interval
             level = model.interval_["confidence_level"]
             std = (upper - lower) / (2 * norm.ppf(0.5 + level / 2))
         out.append((np.asarray(t.y_query, dtype=float), y_pred, lower, upper, std))
