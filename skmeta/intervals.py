@@ -15,7 +15,11 @@ if the calibration tasks and the new task are exchangeable (drawn from the
 same population of tasks, e.g. schools sampled alike) and a new task's support
 and query rows are exchangeable within it, a random query row of the new task
 is covered with probability about ``confidence_level`` on average over new
-tasks (the pooled split-conformal method of Dunn, Wasserman and Ramdas, 2022).
+tasks. This is the "CDF pooling" method of Dunn, Wasserman and Ramdas (JASA
+2023, arXiv:1809.07441): its coverage is guaranteed as the number of
+calibration tasks grows, and the ``(1 + 1 / n_tasks)`` correction used here
+makes it conservative with few tasks; their repeated-subsampling method, with
+an exact finite-sample guarantee and wider intervals, is not implemented.
 Coverage is *marginal*: some tasks (noisy ones) are covered less often and
 others more; nothing holds for a new task unlike the calibration tasks, nor for
 support sets of another size than ``k_shot``.
