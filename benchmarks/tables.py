@@ -49,7 +49,9 @@ Methods (all fitted on the training schools only):
 * skmeta's estimators (``--estimators``): ``MAMLRegressor`` (second order), first-order MAML,
   ``ReptileRegressor``, ``PretrainedRegressor`` (joint training, then fine-tuning) and MAML
   with a linear module, plus ``MetaSGDRegressor``, ``ANILRegressor``,
-  ``MAMLPlusPlusRegressor`` and ``R2D2Regressor`` when skmeta has them. Each is tuned as a
+  ``MAMLPlusPlusRegressor``, ``R2D2Regressor`` and ``ALPaCARegressor`` (on an MLP, and on
+  the features ``[1, x]``, where it is the mixed model with random slopes on every feature)
+  when skmeta has them. Each is tuned as a
   user would: ``GridSearchCV`` over a small grid with ``GroupKFold`` over the *training*
   schools' tasks (one task per training school with at least ``k + n_query`` students),
   scored with ``skmeta.metrics.get_task_scorer("neg_mean_squared_error")``, refitted on all
@@ -57,6 +59,17 @@ Methods (all fitted on the training schools only):
   rows and used to predict its query rows. ``k_shot`` equals the evaluation ``k``; the
   training budget is a number of meta-iterations (``--iters``, converted to ``max_epochs``
   from the number of tasks) so that Exam and Chem97 cost the same.
+
+Prediction intervals (90%), reported next to the errors: the mixed models' BLUP predictive
+intervals ``mean +- 1.645 sd`` with ``sd^2 = Z_q P Z_q^T + sigma^2`` (``P``: the covariance
+of the new school's random effects given its support rows; the fixed effects taken as
+known); ALPaCA's own posterior predictive intervals (uncalibrated); and, with
+``--intervals``, split-conformal intervals for skmeta's estimators
+(:class:`skmeta.intervals.ConformalMetaRegressor`: the tuned estimator meta-trained again on
+three quarters of the training tasks and calibrated on the other quarter). For each: the
+coverage of the query students, the mean width and the Gaussian NLL (for conformal
+intervals, of the Gaussian with the same interval), in the target's units, mean over
+schools. GPBoost is not compared: it is not installable here.
 
 Usage (from the repository root)::
 
