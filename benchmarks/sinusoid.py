@@ -542,6 +542,121 @@ def baselines(n_test: int, seed: int) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- uncertainty
+
+UNCERTAINTY_KS = (5, 10)
+UNCERTAINTY_LEVEL = 0.9
+N_CALIBRATION = 300  # tasks held out of meta-training, for the conformal calibration
+#: the estimators of the uncertainty run: (label, class, parameters); intervals from
+#: split conformal on held-out tasks (skmeta.intervals), ALPaCA also with its own posterior
+UNCERTAINTY_ESTIMATORS = (
+    ("ALPaCA (defaults)", "ALPaCARegressor", {}),
+    ("R2-D2, learned prior", "R2D2Regressor", {"prior": "learned", "lr": 3e-3}),
+    ("MAML, 2nd order", "MAMLRegressor", {"inner_lr": INNER_LR, "lr": MAML_LR}),
+)
+
+
+def _interval_stats(y, mean, std, lower, upper) -> dict:
+    """Per task: query MSE, coverage of [lower, upper], its mean width, Gaussian NLL."""
+    from skmeta.metrics import coverage_score, gaussian_nll_score, mean_width_score
+
+    return {"mse": float(np.mean((y - mean) ** 2)), "coverage": coverage_score(y, lower, upper),
+            "width": mean_width_score(lower, upper), "nll": gaussian_nll_score(y, mean, std)}
+
+
+def _summary(per_task: list[dict]) -> dict:
+    return {key: float(np.mean([t[key] for t in per_task])) for key in per_task[0]}
+
+
+def uncertainty(n_iter: int, n_test: int, seed: int) -> dict:
+    """MSE, 90% coverage, interval width and NLL on new tasks, K = 5 and 10.
+
+    Meta-learners are trained on ``25 * n_iter`` fresh tasks (``n_iter`` meta-iterations of
+    25 tasks), calibrated by split conformal prediction on ``N_CALIBRATION`` held-out tasks
+    (:class:`skmeta.intervals.ConformalMetaRegressor`, ``prefit=True``) and evaluated on the
+    accuracy check's test tasks (the first ``n_test``); a per-task Gaussian process (fitted
+    on the support set alone) gives its own posterior intervals.
+    """
+    import warnings
+
+    from scipy.stats import norm
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, WhiteKernel
+    from sklearn.gaussian_process.kernels import ConstantKernel as Const
+
+    import skmeta
+    from skmeta.intervals import ConformalMetaRegressor
+
+    z = norm.ppf(0.5 + UNCERTAINTY_LEVEL / 2)
+    support, (Xq, yq) = baseline_tasks(N_TEST, seed)
+    Xq, yq = Xq[:n_test], yq[:n_test, :, 0].astype(np.float64)
+    out = {"n_iter": n_iter, "n_test": n_test, "n_calibration": N_CALIBRATION,
+           "confidence_level": UNCERTAINTY_LEVEL, "K": {}}
+    for k in UNCERTAINTY_KS:
+        Xs, ys = support[k][0][:n_test], support[k][1][:n_test, :, 0]
+        rows: dict = {}
+        kernel = Const(1.0) * RBF(length_scale=1.0) + WhiteKernel(noise_level=1e-2)
+        t0, per_task = time.perf_counter(), []
+        for t in range(n_test):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # convergence warnings: counted in baselines
+                gp = GaussianProcessRegressor(kernel, normalize_y=True, random_state=seed + t)
+                gp.fit(Xs[t].astype(np.float64), ys[t].astype(np.float64))
+            mean, std = gp.predict(Xq[t].astype(np.float64), return_std=True)
+            per_task.append(_interval_stats(yq[t], mean, std, mean - z * std, mean + z * std))
+        rows["per-task GP (its posterior)"] = {**_summary(per_task),
+                                               "seconds": time.perf_counter() - t0}
+        Xtr, ytr = sample_tasks(META_BATCH * n_iter, np.random.default_rng([seed, k, 1]),
+                                n_samples=k + Q)
+        Xcal, ycal = sample_tasks(N_CALIBRATION, np.random.default_rng([seed, k, 2]),
+                                  n_samples=k + Q)
+        calibration = [Task(Xcal[t, :k], ycal[t, :k, 0], Xcal[t, k:], ycal[t, k:, 0])
+                       for t in range(N_CALIBRATION)]
+        for label, cls_name, params in UNCERTAINTY_ESTIMATORS:
+            print(f"uncertainty, K = {k}: {label}, {n_iter} meta-iterations ...", flush=True)
+            t0 = time.perf_counter()
+            est = getattr(skmeta, cls_name)(k_shot=k, n_query=Q, batch_size=META_BATCH,
+                                            max_epochs=1, verbose=0, random_state=seed,
+                                            **params).fit(as_pairs(Xtr, ytr))
+            fit_s = time.perf_counter() - t0
+            conformal = ConformalMetaRegressor(est, prefit=True, random_state=seed,
+                                               confidence_level=UNCERTAINTY_LEVEL)
+            conformal.conformalize(calibration)
+            adapted = conformal.adapt_tasks([(Xs[t], ys[t]) for t in range(n_test)])
+            raw, calibrated = [], []
+            for t, model in enumerate(adapted):
+                mean, pis = model.predict_interval(Xq[t])
+                lower, upper = pis[:, 0, 0], pis[:, 1, 0]
+                if model.predictive_ is not None:
+                    _, std = model.predict(Xq[t], return_std=True)
+                    raw.append(_interval_stats(yq[t], mean, std, mean - z * std,
+                                               mean + z * std))
+                std = (upper - lower) / (2 * z)  # the Gaussian with the calibrated interval
+                calibrated.append(_interval_stats(yq[t], mean, std, lower, upper))
+            if raw:
+                rows[f"{label}, its posterior"] = {**_summary(raw), "seconds": fit_s}
+            rows[f"{label}, conformal ({conformal.conformity_score_})"] = {
+                **_summary(calibrated), "seconds": fit_s, "quantile": conformal.quantile_}
+        out["K"][k] = rows
+    return out
+
+
+def uncertainty_report(res: dict) -> str:
+    lines = [f"Uncertainty on {res['n_test']} new tasks: {int(100 * res['confidence_level'])}% "
+             f"intervals; meta-learners trained {res['n_iter']} meta-iterations and calibrated "
+             f"on {res['n_calibration']} held-out tasks; NLL of a Gaussian with the model's "
+             "predictive std, or, for conformal rows, the Gaussian with the calibrated "
+             "interval", ""]
+    for k, rows in res["K"].items():
+        table = [[name, f"{r['mse']:.4f}", f"{r['coverage']:.3f}", f"{r['width']:.3f}",
+                  f"{r['nll']:.3f}", f"{r['seconds']:.0f}"] for name, r in rows.items()]
+        lines.append(f"K = {k}")
+        lines.append(C.markdown_table(["method", "query MSE", "coverage", "mean width", "NLL",
+                                       "seconds"], table))
+        lines.append("")
+    return "\n".join(lines)
+
+
 def baseline_report(res: dict, acc: dict) -> str:
     def stats(mses):
         m = np.asarray(mses, dtype=float)
@@ -729,6 +844,10 @@ def main(argv=None) -> dict:
                    help="only the per-task baselines (Gaussian process, MLP from scratch) on "
                         "the accuracy check's test tasks: no meta-training, no timing")
     p.add_argument("--no-baselines", action="store_true", help="skip the per-task baselines")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="only the uncertainty run: ALPaCA, R2-D2 and MAML with conformal "
+                        "intervals against a per-task GP's, K = 5 and 10 (MSE, coverage, "
+                        "width, NLL); --accuracy-iters sets its meta-iterations")
     p.add_argument("--_memory", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     C.set_threads(args.threads)
@@ -749,6 +868,21 @@ def main(argv=None) -> dict:
         print(f"\ncommand: python benchmarks/sinusoid.py {shlex.join(argv or sys.argv[1:])}"
               f"  (total {time.perf_counter() - t_start:.0f} s)")
         payload = {"info": info, "baselines": base, "table": text}
+        C.save_json(args.json, payload)
+        return payload
+    if args.uncertainty:
+        info = C.machine_info()
+        title = "Sinusoid regression (Finn et al.): predictive uncertainty on new tasks"
+        C.print_header(title, info)
+        t_start = time.perf_counter()
+        res = uncertainty(args.accuracy_iters or (100 if args.quick else 3000), n_base,
+                          args.seed)
+        text = uncertainty_report(res)
+        C.print_header(title + ", results", info)
+        print(text)
+        print(f"\ncommand: python benchmarks/sinusoid.py {shlex.join(argv or sys.argv[1:])}"
+              f"  (total {time.perf_counter() - t_start:.0f} s)")
+        payload = {"info": info, "uncertainty": res, "table": text}
         C.save_json(args.json, payload)
         return payload
     rounds = args.rounds or (4 if args.quick else 15)

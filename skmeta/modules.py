@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from .functional import current_step, register_batched_layer
 
-__all__ = ["MLP", "ConvNet", "BatchNorm"]
+__all__ = ["MLP", "ConvNet", "BatchNorm", "LinearFeatures"]
 
 
 class BatchNorm(nn.Module):
@@ -226,3 +226,47 @@ class ConvNet(nn.Module):
 
     def forward(self, X: Tensor) -> Tensor:
         return self.head(self.features(X).flatten(1))
+
+
+class LinearFeatures(nn.Module):
+    """A linear model whose features are exactly ``[1, x]``: an intercept and the inputs.
+
+    The network is one ``nn.Linear`` without bias (``head``) applied to the
+    inputs with a column of ones before them, so its "features" have no learned
+    part. With :class:`~skmeta.ALPaCARegressor` (whose head is that layer) the
+    model of a task is ``y = [1, x] @ w + noise`` with ``w`` drawn from a learned
+    Gaussian prior: the linear mixed model with a random intercept and random
+    slopes, fitted by maximum likelihood across tasks, whose posterior mean for a
+    new task is the BLUP.
+
+    Parameters
+    ----------
+    in_features : int or None, default=None
+        The number of inputs ``x``; ``None`` lets the estimator set it.
+    n_outputs : int or None, default=None
+        The number of targets; ``None`` lets the estimator set it (1 alone).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmeta.modules import LinearFeatures
+    >>> net = LinearFeatures(in_features=2)
+    >>> net.head
+    Linear(in_features=3, out_features=1, bias=False)
+    >>> with torch.no_grad():
+    ...     _ = net.head.weight.copy_(torch.tensor([[1.0, 2.0, 3.0]]))
+    >>> net(torch.tensor([[1.0, 1.0]]))  # 1 + 2 * 1 + 3 * 1
+    tensor([[6.]], grad_fn=<MmBackward0>)
+    """
+
+    def __init__(self, in_features: int | None = None, n_outputs: int | None = None):
+        super().__init__()
+        if in_features is None:
+            raise ValueError("LinearFeatures needs in_features; the skmeta estimators set it "
+                             "from the data, or pass module__in_features=<number of inputs>.")
+        self.head = nn.Linear(int(in_features) + 1, 1 if n_outputs is None else int(n_outputs),
+                              bias=False)
+
+    def forward(self, X: Tensor) -> Tensor:
+        X = X.flatten(1) if X.dim() > 2 else X
+        return self.head(torch.cat([X.new_ones(*X.shape[:-1], 1), X], -1))

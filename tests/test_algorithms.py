@@ -453,7 +453,8 @@ def _uneven_tasks(classification=False, seed=0):
 
 @pytest.mark.parametrize("Est", [MAMLRegressor, MetaSGDRegressor, ANILRegressor,
                                  MAMLPlusPlusRegressor, R2D2Regressor, skmeta.ReptileRegressor,
-                                 skmeta.PretrainedRegressor, MAMLClassifier, R2D2Classifier])
+                                 skmeta.PretrainedRegressor, skmeta.ALPaCARegressor,
+                                 MAMLClassifier, R2D2Classifier])
 @pytest.mark.parametrize("engine", ["vmap", "loop", "batched"])
 def test_padded_query_sets_give_the_numbers_of_one_group_per_length(Est, engine):
     classification = Est._classification

@@ -29,7 +29,7 @@ FLOORS = {
     "skmeta.data": 2, "skmeta.io": 2,
     "skmeta.estimator": 3,
     "skmeta.algorithms": 4,
-    "skmeta._paths": 5, "skmeta.pipeline": 5, "skmeta": 6, "skmeta.utils": 7,
+    "skmeta._paths": 5, "skmeta.pipeline": 5, "skmeta.intervals": 5, "skmeta": 6, "skmeta.utils": 7,
 }
 ENGINES = {"loop", "vmap", "batched"}
 

@@ -47,9 +47,10 @@ def test_files_saved_by_the_previous_release_load_and_predict_identically(name):
     expected = np.load(R.HERE / "predictions.npz")[name]
     est = skmeta.load(R.HERE / f"{name}.skmeta")
     inputs = R.inputs()
-    np.testing.assert_allclose(R.predictions(name, est, inputs), expected, rtol=0, atol=1e-6)
+    # float32 rounding: R2-D2's head is now solved by ALPaCA's solver (the same equations)
+    np.testing.assert_allclose(R.predictions(name, est, inputs), expected, rtol=1e-5, atol=1e-6)
     if name != "anil_clf":
         adapted = skmeta.load(R.HERE / f"{name}_adapted.skmeta")
         X = inputs["X"]
-        np.testing.assert_allclose(adapted.predict(X[10:]), expected, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(adapted.predict(X[10:]), expected, rtol=1e-5, atol=1e-6)
 

@@ -33,6 +33,7 @@ PUBLIC_MODULES = [
     "skmeta.modules",
     "skmeta.datasets",
     "skmeta.parallel",
+    "skmeta.intervals",
     "skmeta.registry",
     "skmeta.utils.estimator_checks",
     "skmeta.estimator.adapted",

@@ -6,6 +6,7 @@ pseudo-gradient, its target strategy, its schedules as callbacks) and thin publi
 regressor/classifier classes; see the "Extending" guide.
 """
 
+from .alpaca import ALPaCARegressor
 from .anil import ANILClassifier, ANILRegressor
 from .maml import MAMLClassifier, MAMLRegressor
 from .mamlpp import MAMLPlusPlusClassifier, MAMLPlusPlusRegressor
@@ -16,5 +17,5 @@ from .reptile import ReptileClassifier, ReptileRegressor
 
 __all__ = ["MAMLRegressor", "MAMLClassifier", "MetaSGDRegressor", "MetaSGDClassifier",
            "ANILRegressor", "ANILClassifier", "MAMLPlusPlusRegressor", "MAMLPlusPlusClassifier",
-           "R2D2Regressor", "R2D2Classifier", "ReptileRegressor", "ReptileClassifier",
-           "PretrainedRegressor", "PretrainedClassifier"]
+           "R2D2Regressor", "R2D2Classifier", "ALPaCARegressor", "ReptileRegressor",
+           "ReptileClassifier", "PretrainedRegressor", "PretrainedClassifier"]

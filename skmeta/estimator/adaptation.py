@@ -164,11 +164,14 @@ class Adapter:
         return losses, outputs
 
     def adapt(self, supports: Sequence[tuple[np.ndarray, np.ndarray]], steps: int,
-              make_model: Callable[..., Any]) -> list:
+              make_model: Callable[..., Any],
+              finish: Callable[[list, F.TaskBatch], None] | None = None) -> list:
         """Adapt to every support set ``(X, y)`` (stacked by shape); one model each.
 
         ``make_model(module, classes, y_ndim)`` turns a network holding one task's
-        adapted weights into the model ``adapt`` returns.
+        adapted weights into the model ``adapt`` returns; ``finish(models, support)``
+        then completes the models of each group of equally shaped tasks (e.g. with a
+        posterior), given their encoded support sets.
         """
         ctx = self.context
         encoded, classes, y_ndims = [], [], []
@@ -190,6 +193,8 @@ class Adapter:
                     copied = copy_module(ctx.module,
                                          {**params, **{k: v[j] for k, v in fast.items()}})
                     out[pos] = make_model(copied.eval(), classes[pos], y_ndims[pos])
+            if finish is not None and steps > 0:
+                finish([out[p] for p in positions], batch.task_batches[0])
         return out
 
     # ------------------------------------------------------------------ scoring

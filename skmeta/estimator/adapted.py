@@ -22,7 +22,7 @@ from skorch.exceptions import DeviceWarning
 from torch import nn
 
 from ..data.checks import check_features
-from ..functional import inner_step
+from ..functional import BayesLinearPosterior, bayes_linear_predict, inner_step
 from ..io import SafeFileMixin
 from ..registry import register_adapted
 from .features import check_feature_names
@@ -108,6 +108,12 @@ FIELDS: dict[str, Attribute] = {
     "feature_names_in_": Attribute("ndarray of str", "The meta-learner's feature names (when "
                                    "it was fitted on DataFrames), checked by ``predict``.",
                                    saved=True),
+    "predictive_": Attribute("dict or None", "The posterior predictive distribution, for "
+                             "algorithms that have one (``predict(X, return_std=True)``).",
+                             saved=True),
+    "interval_": Attribute("dict or None", "The conformal calibration of its intervals "
+                           "(``predict_interval``), for models adapted through "
+                           ":class:`skmeta.intervals.ConformalMetaRegressor`.", saved=True),
 }
 _DOCUMENTED = ("module_", "device_", "input_shape_", "n_features_in_", "adapt_steps_",
                "inner_lr_", "meta_estimator_", "y_ndim_")
@@ -235,21 +241,129 @@ class AdaptedRegressor(RegressorMixin, _AdaptedModel):
     np.True_
     """
 
-    def predict(self, X):
+    predictive_: dict | None = None
+    interval_: dict | None = None
+
+    def _shape(self, out: np.ndarray) -> np.ndarray:
+        return out.ravel() if self.y_ndim_ == 1 and out.ndim == 2 and out.shape[1] == 1 else out
+
+    def predict(self, X, return_std: bool = False):
         """Predict targets for ``X`` with the adapted weights.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, \\*input_shape)
             The examples.
+        return_std : bool, default=False
+            Also return the standard deviation of the posterior predictive
+            distribution (scikit-learn's ``GaussianProcessRegressor`` and
+            ``BayesianRidge`` convention), for models adapted by an algorithm with
+            one (:class:`~skmeta.ALPaCARegressor`).
 
         Returns
         -------
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
             1-D when the support targets were 1-D.
+        y_std : ndarray of the shape of ``y_pred``
+            Only with ``return_std=True``.
         """
-        out = self._forward(X).cpu().numpy()
-        return out.ravel() if self.y_ndim_ == 1 and out.ndim == 2 and out.shape[1] == 1 else out
+        if not return_std:
+            return self._shape(self._forward(X).cpu().numpy())
+        if self.predictive_ is None:
+            raise ValueError(f"This model (from {self.meta_estimator_}) has no predictive "
+                             "distribution, so predict(X, return_std=True) does not apply "
+                             "(algorithms with a Bayesian head give one). For prediction "
+                             "intervals of any regressor, wrap it in "
+                             "skmeta.intervals.ConformalMetaRegressor and use "
+                             "predict_interval.")
+        mean, var = _PREDICTIVES[self.predictive_["kind"]](self, X)
+        return self._shape(mean), self._shape(np.sqrt(var))
+
+    def predict_interval(self, X, *, confidence_level: float | None = None):
+        """Prediction intervals for the targets of ``X`` (MAPIE's convention).
+
+        Models adapted through :class:`skmeta.intervals.ConformalMetaRegressor`
+        give its calibrated intervals, at the level it was calibrated for; models
+        with a predictive distribution and no calibration (``ALPaCARegressor``)
+        give the Gaussian interval ``mean +- z * std`` of their posterior
+        predictive, which is only as good as the model (see
+        :doc:`/user_guide/uncertainty`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, \\*input_shape)
+            The examples.
+        confidence_level : float or None, default=None
+            For an uncalibrated predictive distribution: the probability of the
+            interval (0.9 if None). A calibrated model only takes its own level.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        y_pis : ndarray of shape (n_samples, 2, 1) or (n_samples, n_targets, 2, 1)
+            The lower and upper bounds, for the one confidence level.
+        """
+        cal = self.interval_
+        if cal is not None:
+            level = float(cal["confidence_level"])
+            if confidence_level is not None and not np.isclose(confidence_level, level):
+                raise ValueError(f"This model's intervals are calibrated for confidence_level="
+                                 f"{level}; got confidence_level={confidence_level}. Calibrate "
+                                 "again (ConformalMetaRegressor(confidence_level=...)).")
+            if cal["scaled"]:
+                mean, std = self.predict(X, return_std=True)
+                half = float(cal["quantile"]) * std
+            else:
+                mean = self.predict(X)
+                half = np.full_like(mean, float(cal["quantile"]))
+        elif self.predictive_ is not None:
+            level = 0.9 if confidence_level is None else float(confidence_level)
+            if not 0 < level < 1:
+                raise ValueError(f"confidence_level must be in (0, 1); got {confidence_level!r}.")
+            from scipy.stats import norm
+
+            mean, std = self.predict(X, return_std=True)
+            half = norm.ppf(0.5 + level / 2) * std
+        else:
+            raise ValueError(f"This model (from {self.meta_estimator_}) has no calibrated "
+                             "intervals: wrap the meta-learner in "
+                             "skmeta.intervals.ConformalMetaRegressor, conformalize it on "
+                             "held-out tasks, and adapt through it.")
+        return mean, np.stack([mean - half, mean + half], axis=-1)[..., None]
+
+
+def _head_input(model: _AdaptedModel, X, head: str) -> torch.Tensor:
+    """The input of submodule ``head`` when ``model``'s network runs on ``X``."""
+    captured: list[torch.Tensor] = []
+    handle = model.module_.get_submodule(head).register_forward_pre_hook(
+        lambda module, args: captured.append(args[0]))
+    try:
+        model._forward(X)
+    finally:
+        handle.remove()
+    return captured[-1]
+
+
+def _bayes_linear_predictive(model: _AdaptedModel, X) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of a Bayesian linear head (``predictive_["kind"] == "bayes_linear"``):
+    ``predictive_`` holds the head's name, whether it has a bias, the posterior covariance
+    factor ``factor`` (relative to the noise) and ``noise_var`` per target."""
+    info = model.predictive_
+    with torch.no_grad():
+        Phi = _head_input(model, X, info["head"]).to(torch.float64).cpu()
+        if info["bias"]:
+            Phi = torch.cat([Phi, Phi.new_ones(len(Phi), 1)], 1)
+        factor = torch.as_tensor(np.asarray(info["factor"]), dtype=torch.float64)
+        noise = torch.as_tensor(np.asarray(info["noise_var"]), dtype=torch.float64)
+        _, var = bayes_linear_predict(BayesLinearPosterior(factor.new_zeros(len(factor), 1),
+                                                           factor), Phi, noise)
+    mean = model._forward(X).cpu().numpy()
+    return mean, var.numpy()
+
+
+# how an adapted model's stored predictive distribution predicts: kind -> (model, X) -> (mean,
+# variance); an algorithm that stores another kind in ``predictive_`` adds its function here
+_PREDICTIVES = {"bayes_linear": _bayes_linear_predictive}
 
 
 class AdaptedClassifier(ClassifierMixin, _AdaptedModel):

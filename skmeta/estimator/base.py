@@ -108,6 +108,20 @@ class BaseMetaLearner(SafeFileMixin, TaskNet):
         meta-learned module itself by default (pre-training swaps in a fresh head)."""
         return self.module_
 
+    def finish_adapted(self, adapted: list, support: F.TaskBatch) -> None:
+        """Complete the models adapted to tasks of one shape (hook; nothing by default).
+
+        An algorithm with more to say than the adapted weights stores it here, e.g. a
+        posterior for ``predict(X, return_std=True)`` (``AdaptedRegressor.predictive_``).
+
+        Parameters
+        ----------
+        adapted : list of AdaptedRegressor or AdaptedClassifier
+            The models, in the order of the tasks of ``support``.
+        support : skmeta.functional.TaskBatch
+            Their support sets (encoded targets), with a leading task axis.
+        """
+
     def task_objective(self, learner: F.Learner, task: F.TaskBatch) -> torch.Tensor:
         """The per-task objective whose mean over tasks is minimised (hook).
 
@@ -315,7 +329,7 @@ class BaseMetaLearner(SafeFileMixin, TaskNet):
                 adapt_steps=adapt_steps, inner_lr=label,
                 feature_names_in_=getattr(self, "feature_names_in_", None), **fields)
 
-        return adapter.adapt(supports, adapt_steps, make_model)
+        return adapter.adapt(supports, adapt_steps, make_model, self.finish_adapted)
 
     def _check_adapt_args(self, adapt_steps, inner_lr, steps, lr) -> tuple[int, float | None]:
         for old, new, value in (("steps", "adapt_steps", steps), ("lr", "inner_lr", lr)):

@@ -14,8 +14,12 @@ The pieces, in the order data flows through them:
   (``update(fast, grads, state, step)``) and what learnable state it carries
   (``init(params)``). Built-in rules: :func:`sgd` (MAML), :func:`learned_lr`
   (Meta-SGD), :func:`per_step_lr` (MAML++), :func:`ridge_head` (a closed-form
-  head, R2-D2: a rule that is not gradient steps), and :func:`only` restricts any
-  rule to some parameters (ANIL).
+  head, R2-D2: a rule that is not gradient steps), :func:`bayes_head` (a
+  Bayesian linear head with a learned prior, ALPaCA), and :func:`only` restricts
+  any rule to some parameters (ANIL).
+* :func:`bayes_linear_posterior`, :func:`bayes_linear_predict` and
+  :func:`bayes_linear_log_likelihood`: exact Bayesian linear regression (the
+  solver of :func:`ridge_head` and :func:`bayes_head`).
 * :class:`Learner`: the network with its meta-parameters, rule and state; its
   :meth:`~Learner.run_inner` is the one inner loop that meta-training,
   meta-validation, ``adapt`` and ``score`` all run.
@@ -60,6 +64,15 @@ torch.Size([4, 1, 1])
 """
 
 from ._batched import maskable, masked_loss, per_task_loss
+from ._bayes import (
+    BayesLinearPosterior,
+    bayes_head_features,
+    bayes_head_posterior,
+    bayes_head_prior,
+    bayes_linear_log_likelihood,
+    bayes_linear_posterior,
+    bayes_linear_predict,
+)
 from ._core import (
     ENGINES,
     Engine,
@@ -84,7 +97,7 @@ from ._layers import (
     batched_layer,
     register_batched_layer,
 )
-from ._rules import InnerRule, learned_lr, only, per_step_lr, ridge_head, sgd
+from ._rules import InnerRule, bayes_head, learned_lr, only, per_step_lr, ridge_head, sgd
 
 __all__ = [
     "Params",
@@ -101,6 +114,14 @@ __all__ = [
     "per_step_lr",
     "only",
     "ridge_head",
+    "BayesLinearPosterior",
+    "bayes_linear_posterior",
+    "bayes_linear_predict",
+    "bayes_linear_log_likelihood",
+    "bayes_head",
+    "bayes_head_prior",
+    "bayes_head_features",
+    "bayes_head_posterior",
     "Learner",
     "query_loss",
     "check_head",

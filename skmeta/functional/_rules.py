@@ -24,9 +24,16 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from ._bayes import (
+    _COVARIANCES,
+    _head_params,
+    _head_width,
+    bayes_head_posterior,
+    bayes_linear_posterior,
+)
 from ._core import Params
 
-__all__ = ["InnerRule", "sgd", "learned_lr", "per_step_lr", "only", "ridge_head"]
+__all__ = ["InnerRule", "sgd", "learned_lr", "per_step_lr", "only", "ridge_head", "bayes_head"]
 
 
 def _every(name: str) -> bool:
@@ -262,8 +269,11 @@ def ridge_head(head: str, alpha: float = 1.0, *, classification: bool = False,
     examples the solution stays near a head that fits every task on average.
     The state holds the learned ``log(alpha)`` (``"<head>.log_alpha"``) and, for
     classification, a learned log-scale of the logits (``"<head>.log_scale"``).
+    The solution is the posterior mean of a Bayesian linear regression with the
+    isotropic prior ``N(W0, I / alpha)``, computed by :func:`bayes_linear_posterior`
+    (ALPaCA's solver, with a learned full prior covariance: :func:`bayes_head`).
     With ``n`` support examples and ``d`` features the solve is ``n x n``
-    (Woodbury) when ``n <= d + 1``, else ``(d + 1) x (d + 1)``. Zero steps leave the
+    (Woodbury) when ``n < d + 1``, else ``(d + 1) x (d + 1)``. Zero steps leave the
     head at its meta-parameters; any number of steps solves once.
 
     Parameters
@@ -325,20 +335,14 @@ def ridge_head(head: str, alpha: float = 1.0, *, classification: bool = False,
         Z = torch.cat([features, ones], -1)
         Y = y.to(Z.dtype)
         Y = Y if Y.dim() == Z.dim() else Y.unsqueeze(-1)
-        lam = learner.state[log_alpha].exp()
-        if prior == "learned":  # solve for W - W0 on the residual targets
+        if prior == "learned":  # shrink toward the meta-learned head
             W0 = torch.cat([start[prefix + "weight"].mT,
                             start[prefix + "bias"].unsqueeze(-2)], -2).to(Z.dtype)
-            Y = Y - Z @ W0
-        n, d = Z.shape[-2:]
-        if n <= d:  # Woodbury: an n x n system
-            eye = torch.eye(n, dtype=Z.dtype, device=Z.device)
-            W = Z.mT @ torch.linalg.solve(Z @ Z.mT + lam * eye, Y)
         else:
-            eye = torch.eye(d, dtype=Z.dtype, device=Z.device)
-            W = torch.linalg.solve(Z.mT @ Z + lam * eye, Z.mT @ Y)
-        if prior == "learned":
-            W = W0 + W
+            W0 = Z.new_zeros(Z.shape[-1], Y.shape[-1])
+        # the ridge solution is the posterior mean with the isotropic prior N(W0, I / alpha)
+        scale = (-0.5 * learner.state[log_alpha]).exp()
+        W = bayes_linear_posterior(Z, Y, W0, scale, covariance=False).mean
         if classification:
             W = W * learner.state[log_scale].exp()
         return [start, {prefix + "weight": W[..., :-1, :].mT, prefix + "bias": W[..., -1, :]}]
@@ -350,3 +354,97 @@ def ridge_head(head: str, alpha: float = 1.0, *, classification: bool = False,
                      name=f"ridge_head({head!r}, alpha={alpha!r}"
                           f"{', classification=True' if classification else ''}"
                           f"{', prior=' + repr(prior) if prior != 'zero' else ''})")
+
+
+def bayes_head(head: str, *, covariance: str = "full", rank: int = 2, prior_scale: float = 1.0,
+               noise_var: float = 1.0) -> InnerRule:
+    """Set the linear ``head`` to its Bayesian posterior mean on the support set (ALPaCA).
+
+    The head's input features (with a column of ones when the head has a bias)
+    are the regressors of a Bayesian linear regression
+    (:func:`bayes_linear_posterior`) whose prior mean is the head's meta-learned
+    weights, and whose prior covariance factor and noise variance are learned
+    state of the rule (Harrison et al., 2018). Adaptation sets the head to the
+    posterior mean; :func:`bayes_head_posterior` gives the whole posterior and
+    :func:`bayes_linear_log_likelihood` the meta-training objective.
+
+    Parameters
+    ----------
+    head : str
+        Name of an ``nn.Linear`` submodule applied last (see :func:`check_head`).
+    covariance : {"full", "diag", "lowrank", "isotropic"}, default="full"
+        The structure of the prior covariance ``L @ L.T`` (relative to the noise):
+        a lower-triangular ``L`` (state ``"<head>.prior_tril"``, its diagonal as a
+        logarithm); a diagonal (``"<head>.prior_log_std"``); a diagonal plus
+        ``rank`` learned directions (``"<head>.prior_log_std"`` and
+        ``"<head>.prior_lowrank"``); one scale (``"<head>.prior_log_std"`` of
+        shape ``()``, the ridge prior of :func:`ridge_head`).
+    rank : int, default=2
+        The number of directions of ``"lowrank"``.
+    prior_scale : float, default=1.0
+        The initial prior standard deviation of every weight (relative to the
+        noise's).
+    noise_var : float, default=1.0
+        The initial noise variance of every output (``"<head>.log_noise"``, one
+        per output).
+
+    Returns
+    -------
+    rule : InnerRule
+        Moves the head's weight (and bias).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from skmeta import functional as F
+    >>> net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
+    >>> rule = F.bayes_head("2", covariance="diag")
+    >>> params = dict(net.named_parameters())
+    >>> state = rule.init(rule.select(params))
+    >>> sorted(state)
+    ['2.log_noise', '2.prior_log_std']
+    >>> learner = F.Learner(net, params, {}, nn.functional.mse_loss, rule, state, head="2")
+    >>> X = torch.linspace(-1, 1, 20)[:, None]
+    >>> post, noise_var = F.bayes_head_posterior(learner, X, 3 * X)
+    >>> post.mean.shape, post.factor.shape  # 8 features and the bias
+    (torch.Size([9, 1]), torch.Size([9, 9]))
+    """
+    if covariance not in _COVARIANCES:
+        raise ValueError(f"covariance must be one of {_COVARIANCES}; got {covariance!r}.")
+    if int(rank) < 1:
+        raise ValueError(f"rank must be at least 1; got {rank!r}.")
+    for name, value in (("prior_scale", prior_scale), ("noise_var", noise_var)):
+        if not value > 0:
+            raise ValueError(f"{name} must be positive; got {value!r}.")
+    prefix = head + "."
+
+    def init(params: Mapping[str, Tensor]) -> Params:
+        like = params[prefix + "weight"].detach()
+        d, m, _ = _head_width(params, head)
+        log_s = math.log(prior_scale)
+        state = {prefix + "log_noise": like.new_full((m,), math.log(noise_var))}
+        if covariance == "full":
+            state[prefix + "prior_tril"] = torch.diag(like.new_full((d,), log_s))
+        elif covariance == "isotropic":
+            state[prefix + "prior_log_std"] = like.new_tensor(log_s)
+        else:
+            state[prefix + "prior_log_std"] = like.new_full((d,), log_s)
+        if covariance == "lowrank":
+            state[prefix + "prior_lowrank"] = like.new_zeros((d, int(rank)))
+        return state
+
+    def run(learner: Any, X: Tensor, y: Tensor, *, steps: int, first_order: bool = False,
+            engine: str = "vmap") -> list[Params]:
+        start = learner.start(X, engine)
+        if steps == 0:
+            return [start]
+        post, _ = bayes_head_posterior(learner, X, y, engine=engine, covariance=False)
+        return [start, _head_params(post.mean, prefix, prefix + "bias" in start)]
+
+    def selects(name: str) -> bool:
+        return name in (prefix + "weight", prefix + "bias")
+
+    args = f"covariance={covariance!r}" + (f", rank={int(rank)}" if covariance == "lowrank"
+                                           else "")
+    return InnerRule(init, None, selects, run, name=f"bayes_head({head!r}, {args})")
