@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import norm
-from skmeta.data import as_tasks
 
 import skmeta
 from skmeta import ALPaCARegressor, R2D2Regressor
 from skmeta import functional as F
+from skmeta.data import as_tasks
 from skmeta.modules import MLP, LinearFeatures
 
 FAST = dict(max_epochs=1, verbose=0, random_state=0)
