@@ -29,6 +29,6 @@ def test_readme_and_getting_started_agree_on_how_long_things_take():
     started = (ROOT / "docs" / "getting_started.rst").read_text()
     for text in (readme, started):
         assert "plot_sinusoid.py" in text and "(30-45 s)" in text  # the main job
-        assert "# the test suite (about 4 min)" in text
+        assert "# the test suite (4-6 min)" in text
         assert "29 s and 41 s" in text
     assert "SKMETA_DATA=<folder> python -m pytest tests/test_omniglot.py" in readme
