@@ -69,7 +69,24 @@ known); ALPaCA's own posterior predictive intervals (uncalibrated); and, with
 three quarters of the training tasks and calibrated on the other quarter). For each: the
 coverage of the query students, the mean width and the Gaussian NLL (for conformal
 intervals, of the Gaussian with the same interval), in the target's units, mean over
-schools. GPBoost is not compared: it is not installable here.
+schools.
+
+GPBoost (``--gpboost``, default ``auto``: run when the ``gpboost`` package imports, skipped
+with a note when it does not; ``pip install gpboost`` or the ``tables`` extra): tree boosting
+for the fixed effects (all features) plus grouped random effects, a random intercept and a
+random slope on the same strongest covariate as the random-slope LMM (``gpb.GPModel(
+group_data=school, group_rand_coef_data=x, ind_effect_group_rand_coef=[1])``, independent
+intercept and slope, Gaussian likelihood, covariance parameters re-estimated along the
+boosting as GPBoost does by default). Fixed tree settings (learning rate 0.05, depth 3, 8
+leaves, 20 rows per leaf); the number of boosting rounds (at most 1000) by ``gpb.cv`` with
+early stopping (20 rounds) over a 3-fold ``GroupKFold`` of the *training* schools, the
+validation schools being predicted as new groups without data. A held-out school's query rows
+are predicted given its ``k`` support rows by GPBoost's own ``GPModel.predict`` with the
+fitted covariance parameters (``cov_pars``) on the support rows' residuals from the trees:
+the BLUP of the new school's random effects, and its predictive variance (random-effect
+posterior plus the residual variance; the trees taken as known) gives the 90% interval
+``mean +- 1.645 sd``. The script checks GPBoost's prediction against the closed-form BLUP
+above with GPBoost's covariance parameters and reports the largest difference.
 
 Usage (from the repository root)::
 
@@ -227,6 +244,100 @@ def build_estimator(name: str, *, k: int, n_query: int, batch_size: int, max_epo
     if quick:  # at most two values of each grid parameter
         grid = {key: values[::max(1, len(values) - 1)][:2] for key, values in grid.items()}
     return est, grid
+
+
+# --------------------------------------------------------------------------- GPBoost
+
+GPBOOST = "GPBoost, trees + random intercept + slope"
+#: fixed tree settings; the number of rounds is chosen by inner cross-validation
+GPB_PARAMS = dict(objective="regression_l2", learning_rate=0.05, max_depth=3, num_leaves=8,
+                  min_data_in_leaf=20, num_threads=1, deterministic=True, verbose=-1)
+GPB_MAX_ROUNDS = 1000
+GPB_EARLY_STOPPING = 20
+
+
+def import_gpboost():
+    """``(gpboost module, None)``, or ``(None, why not)`` when it does not import."""
+    try:
+        import gpboost
+    except ImportError as exc:
+        return None, (f"gpboost does not import ({exc}); install it with `pip install gpboost` "
+                      "or `pip install -e \".[tables]\"`")
+    return gpboost, None
+
+
+class GPBoostModel:
+    """GPBoost: boosted trees for the fixed effects, a random intercept and a random slope on
+    ``slope_column`` per group; the number of rounds by a grouped inner CV."""
+
+    def __init__(self, slope_column: int, *, inner_folds: int = 3, seed: int = 0,
+                 max_rounds: int = GPB_MAX_ROUNDS):
+        self.slope_column, self.inner_folds = slope_column, inner_folds
+        self.seed, self.max_rounds = seed, max_rounds
+
+    def _gp_model(self, gpb, groups, X):
+        gm = gpb.GPModel(group_data=groups, group_rand_coef_data=X[:, self.slope_column],
+                         ind_effect_group_rand_coef=[1], likelihood="gaussian")
+        gm.set_optim_params(params={"trace": False})
+        return gm
+
+    def fit(self, X, y, groups):
+        gpb, why = import_gpboost()
+        if gpb is None:
+            raise ImportError(why)
+        self.version_ = gpb.__version__
+        params = {**GPB_PARAMS, "seed": self.seed}
+        folds = list(GroupKFold(self.inner_folds).split(X, y, groups))
+        cv = gpb.cv(params, gpb.Dataset(X, y), gp_model=self._gp_model(gpb, groups, X),
+                    num_boost_round=self.max_rounds, early_stopping_rounds=GPB_EARLY_STOPPING,
+                    folds=folds, metric="l2", use_gp_model_for_validation=True)
+        key = next(k for k in cv if k.endswith("l2-mean"))
+        self.n_rounds_ = len(cv[key])  # truncated at the best iteration
+        self.inner_cv_mse_ = float(cv[key][-1])
+        gm = self._gp_model(gpb, groups, X)
+        self.booster_ = gpb.train(params, gpb.Dataset(X, y), gp_model=gm,
+                                  num_boost_round=self.n_rounds_)
+        # [residual variance, random intercept variance, random slope variance]
+        self.cov_pars_ = np.asarray(gm.get_cov_pars(), dtype=float).ravel()
+        self._gpb = gpb
+        return self
+
+    def fixed(self, X):
+        return np.asarray(self.booster_.predict(X, ignore_gp_model=True), dtype=float)
+
+    def predict_new(self, sup, qry):
+        """Means and predictive variances of the query rows of new groups given their support
+        rows: GPBoost's ``GPModel.predict`` on the support residuals with the fitted
+        covariance parameters (one call for all the groups)."""
+        j = self.slope_column
+        g_s = np.concatenate([np.full(len(ys), i) for i, (_, ys) in enumerate(sup)])
+        g_q = np.concatenate([np.full(len(Xq), i) for i, (Xq, _) in enumerate(qry)])
+        X_s = np.concatenate([Xs for Xs, _ in sup])
+        y_s = np.concatenate([ys for _, ys in sup])
+        X_q = np.concatenate([Xq for Xq, _ in qry])
+        new = self._gp_model(self._gpb, g_s, X_s)
+        out = new.predict(y=y_s - self.fixed(X_s), cov_pars=self.cov_pars_, group_data_pred=g_q,
+                          group_rand_coef_data_pred=X_q[:, j], predict_var=True,
+                          predict_response=True)
+        mean = self.fixed(X_q) + np.asarray(out["mu"], dtype=float)
+        var = np.asarray(out["var"], dtype=float)
+        cuts = np.cumsum([len(Xq) for Xq, _ in qry])[:-1]
+        return np.split(mean, cuts), np.split(var, cuts)
+
+    def check_new(self, sup, qry, means, variances) -> tuple[float, float]:
+        """max |GPBoost - closed-form BLUP| of the means and of the variances, with GPBoost's
+        covariance parameters and trees."""
+        s2, G = self.cov_pars_[0], np.diag(self.cov_pars_[1:])
+        dm = dv = 0.0
+        for (Xs, ys), (Xq, _), m, v in zip(sup, qry, means, variances):
+            Z_s = np.column_stack([np.ones(len(Xs)), Xs[:, self.slope_column]])
+            Z_q = np.column_stack([np.ones(len(Xq)), Xq[:, self.slope_column]])
+            b = blup(G, s2, Z_s, ys - self.fixed(Xs))
+            V = Z_s @ G @ Z_s.T + s2 * np.eye(len(Z_s))
+            P = G - G @ Z_s.T @ np.linalg.solve(V, Z_s @ G)
+            dm = max(dm, float(np.max(np.abs(self.fixed(Xq) + Z_q @ b - m))))
+            dv = max(dv, float(np.max(np.abs(np.einsum("ij,jk,ik->i", Z_q, P, Z_q) + s2 - v))))
+        return dm, dv
 
 
 # --------------------------------------------------------------------------- helpers
@@ -458,6 +569,28 @@ def run_fold(table: str, data, *, seed: int, fold: int, train_idx, test_idx, ks,
                         slope_on=[data.feature_names[j] for j in slopes],
                         spline_on=None if spline is None else data.feature_names[spline])
         lmms[method] = (model, info)
+    gpboost = None
+    if args.run_gpboost:
+        t0 = time.perf_counter()
+        with WarningCounter() as wc:
+            try:
+                gpboost = GPBoostModel(strong["index"], inner_folds=args.inner_folds, seed=seed,
+                                       max_rounds=100 if args.quick else GPB_MAX_ROUNDS
+                                       ).fit(Xtr, ytr, gtr)
+                gpb_info = {"best_params": {"num_boost_round": gpboost.n_rounds_},
+                            "inner_cv_mse_std_units": gpboost.inner_cv_mse_,
+                            "cov_pars": {"residual_var": gpboost.cov_pars_[0],
+                                         "intercept_var": gpboost.cov_pars_[1],
+                                         "slope_var": gpboost.cov_pars_[2]},
+                            "gpboost_version": gpboost.version_,
+                            "slope_on": [data.feature_names[strong["index"]]]}
+            except Exception as exc:  # reported, not hidden
+                gpb_info = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        gpb_info.update(fit_seconds=time.perf_counter() - t0, warnings=dict(wc.counts))
+        print(f"  [{table} seed {seed} fold {fold}] {GPBOOST}: "
+              + (f"{gpboost.n_rounds_} rounds, cov pars {np.round(gpboost.cov_pars_, 4)}"
+                 if gpboost is not None else gpb_info["error"][:80])
+              + f", {gpb_info['fit_seconds']:.0f} s", flush=True)
 
     for k in ks:
         episodes, skipped = support_draws(groups, test_schools, k, seed)
@@ -497,6 +630,25 @@ def run_fold(table: str, data, *, seed: int, fold: int, train_idx, test_idx, ks,
             err.update(interval_errors(y_true, preds, stds, [Z90 * s for s in stds], y_sd))
             record(k, method, err, **info,
                    strongest=strong if method == REFERENCE else None, **common)
+        if args.run_gpboost:
+            if gpboost is None:
+                record(k, GPBOOST, {"mean_school_mse": float("nan"),
+                                    "pooled_mse": float("nan"), "n_schools": len(sup),
+                                    "n_query_rows": 0}, **gpb_info, **common)
+            else:
+                t0 = time.perf_counter()
+                with WarningCounter() as wc:
+                    preds, variances = gpboost.predict_new(sup, qry)
+                    stds = [np.sqrt(v) for v in variances]
+                    err = errors(y_true, preds, y_sd)
+                    err.update(interval_errors(y_true, preds, stds, [Z90 * s for s in stds],
+                                               y_sd))
+                    dm, dv = gpboost.check_new(sup, qry, preds, variances)
+                record(k, GPBOOST, err, **{**gpb_info, "warnings": {
+                           **gpb_info["warnings"], **{m: c for m, c in wc.counts.items()}}},
+                       predict_seconds=time.perf_counter() - t0,
+                       check_vs_closed_form={"max_abs_diff_mean": dm, "max_abs_diff_var": dv},
+                       **common)
 
         # ---- skmeta's meta-learners
         big = [g for g in np.unique(gtr) if np.sum(gtr == g) >= k + args.n_query]
@@ -638,8 +790,9 @@ def summarise(records: list[dict], table: str, k: int) -> tuple[list[dict], str]
 
         md += ("\n\n90% prediction intervals for the held-out schools' query students (mean "
                "over schools; width and NLL in the target's units): the mixed models' BLUP "
-               "predictive (Gaussian), skmeta's split conformal across held-out training "
-               "schools (--intervals), and ALPaCA's own posterior predictive (uncalibrated)."
+               "predictive (Gaussian) and GPBoost's (Gaussian, given the support rows), "
+               "skmeta's split conformal across held-out training schools (--intervals), "
+               "and ALPaCA's own posterior predictive (uncalibrated)."
                "\n\n" + C.markdown_table(
                    ["method", "coverage", "mean width", "NLL", "own posterior: coverage",
                     "width", "NLL"],
@@ -688,6 +841,19 @@ def describe(records: list[dict], table: str, k: int) -> str:
                      f"BLUP vs statsmodels' random_effects on a training school: max |diff| "
                      f"{max(check) if check else float('nan'):.1e}; warnings: "
                      + ("; ".join(f"{m} (x{c})" for m, c in warn.items()) or "none"))
+    gb = [r for r in rows if r["method"] == GPBOOST and "cov_pars" in r]
+    if gb:
+        cp = {key: [r["cov_pars"][key] for r in gb] for key in gb[0]["cov_pars"]}
+        chk = [r["check_vs_closed_form"] for r in gb]
+        lines.append(f"{GPBOOST} (gpboost {gb[0]['gpboost_version']}; random slope on "
+                     f"{'/'.join(sorted({s for r in gb for s in r['slope_on']}))}): "
+                     f"{min(r['best_params']['num_boost_round'] for r in gb)}-"
+                     f"{max(r['best_params']['num_boost_round'] for r in gb)} boosting rounds "
+                     "(inner grouped CV); covariance parameters (standardised units): "
+                     + ", ".join(f"{key} {min(v):.3g}-{max(v):.3g}" for key, v in cp.items())
+                     + "; its new-group prediction vs the closed-form BLUP with its parameters: "
+                     f"max |diff| {max(c['max_abs_diff_mean'] for c in chk):.1e} (means), "
+                     f"{max(c['max_abs_diff_var'] for c in chk):.1e} (variances).")
     for r in rows:
         if r.get("error"):
             lines.append(f"{r['method']} failed on seed {r['seed']} fold {r['fold']}: "
@@ -774,6 +940,10 @@ def main(argv=None) -> dict:
                    help="also give skmeta's estimators split-conformal 90%% intervals (one more "
                         "meta-training per estimator: on 3/4 of the training tasks, calibrated "
                         "on the other 1/4)")
+    p.add_argument("--gpboost", choices=("auto", "on", "off"), default="auto",
+                   help="the GPBoost baseline (trees + grouped random intercept and slope): "
+                        "'auto' (default) runs it when gpboost imports and skips it with a note "
+                        "otherwise, 'on' requires it, 'off' leaves it out")
     p.add_argument("--json", default=None, help="write the results to this JSON file")
     p.add_argument("--out", default=None, help="write PREFIX.json and PREFIX.md")
     p.add_argument("--add-to", default=None, metavar="PREFIX",
@@ -814,6 +984,10 @@ def main(argv=None) -> dict:
         for name in [n for n in requested if n in missing and not SPECS[n].optional]:
             p.error(f"{name}: {missing[name]}")
 
+    gpb_module, gpb_missing = (None, "--gpboost off") if args.gpboost == "off" else import_gpboost()
+    if args.gpboost == "on" and gpb_module is None:
+        p.error(f"--gpboost on: {gpb_missing}")
+    args.run_gpboost = gpb_module is not None
     if args.add_to:  # refuse before fitting anything
         check_add_to(args.add_to, vars(args), tables)
     C.set_threads(args.threads)
@@ -822,6 +996,8 @@ def main(argv=None) -> dict:
     print("estimators: " + (", ".join(SPECS[n].label for n in names) or "none")
           + ("; not in this skmeta: " + ", ".join(f"{n} ({why})" for n, why in missing.items())
              if missing else ""), flush=True)
+    print(f"GPBoost baseline: gpboost {gpb_module.__version__}" if gpb_module is not None
+          else f"GPBoost baseline skipped: {gpb_missing}", flush=True)
     t_start = time.perf_counter()
     records: list[dict] = []
     timings: dict = {}
