@@ -62,7 +62,7 @@ else:
 
 # %%
 # The mixed model: a random intercept and a random slope on the intake score
-# -------------------------------------------------------------------------
+# --------------------------------------------------------------------------
 # Its prediction for a new school is the BLUP from the 5 support students; its predictive
 # variance adds the uncertainty of the school's random effects to the residual variance.
 if HAVE_TABLES:
