@@ -5,7 +5,6 @@ import torch
 
 from skmeta import MAMLRegressor, ReptileRegressor
 from skmeta.data import as_tasks
-from skmeta.data.metabatch import MetaBatchIterator
 from skmeta.estimator import BaseMetaLearner
 
 
@@ -21,8 +20,8 @@ def test_epoch_assembly_gives_the_meta_batches_drawn_one_by_one(sinusoid_tasks):
     a, b = MAMLRegressor(**kw).fit(sinusoid_tasks), OneByOne(**kw).fit(sinusoid_tasks)
     seq = as_tasks(sinusoid_tasks, classification=False)
     for training in (True, False):
-        got = list(MetaBatchIterator(a, seq, training))
-        want = list(MetaBatchIterator(b, seq, training))
+        got = list(a.get_iterator(seq, training))
+        want = list(b.get_iterator(seq, training))
         assert len(got) == len(want) == 8  # 60 tasks, the last meta-batch short
         for x, y in zip(got, want):
             assert x.indices == y.indices and len(x.groups) == len(y.groups) == 1

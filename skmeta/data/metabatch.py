@@ -281,47 +281,53 @@ _SHUFFLE_LIMIT = 10_000_000  # above this many tasks, an epoch samples tasks wit
 
 
 class MetaBatchIterator:
-    """The meta-batches of one epoch (re-iterable every epoch).
+    """The meta-batches of one epoch, from what the estimator passes explicitly.
 
     Parameters
     ----------
-    net : meta-learner
-        Provides ``batch_size``, ``rng_``, ``seed_`` and ``get_meta_batch``.
     tasks : sequence of tasks
+    batch_size : int
+        Tasks per meta-batch.
+    rng : numpy.random.Generator
+        The random stream of the splits (and, when ``training``, of the task order).
+    make_batch : callable
+        ``make_batch(tasks, indices, rng, *, training)``: one meta-batch
+        (the estimator's ``get_meta_batch``).
     training : bool
-        Shuffle with the estimator's random stream (training), or take the tasks
-        in order with the same splits every epoch (validation).
+        Shuffle the tasks (training), or take them in order (validation: the estimator
+        passes a stream seeded the same every epoch, so the splits are the same).
+    epoch_batches : callable or None, default=None
+        ``epoch_batches(tasks, order, rng, *, training)``: the epoch's meta-batches at
+        once, or None where they must be drawn one by one (the same batches and stream).
     """
 
-    def __init__(self, net: Any, tasks: Sequence, training: bool):
-        self.net, self.tasks, self.training = net, tasks, training
+    def __init__(self, tasks: Sequence, *, batch_size: int, rng: np.random.Generator,
+                 make_batch: Any, training: bool, epoch_batches: Any = None):
+        self.tasks, self.batch_size, self.rng = tasks, int(batch_size), rng
+        self.make_batch, self.training, self.epoch_batches = make_batch, training, epoch_batches
 
     def __len__(self) -> int:
-        return int(np.ceil(len(self.tasks) / self.net.batch_size))
+        return int(np.ceil(len(self.tasks) / self.batch_size))
 
     def __iter__(self) -> Iterator[MetaBatch]:
-        net = self.net
+        rng, n, size = self.rng, len(self.tasks), self.batch_size
         if self.training:
-            rng = net.rng_
-            n = len(self.tasks)
             if n > _SHUFFLE_LIMIT:  # a huge lazy sequence: sample, never list every index
                 for _ in range(len(self)):
-                    idx = rng.integers(0, n, size=net.batch_size)
-                    yield net.get_meta_batch(self.tasks, idx, rng, training=True)
+                    yield self.make_batch(self.tasks, rng.integers(0, n, size=size), rng,
+                                          training=True)
                 return
             order = rng.permutation(n)
-        else:  # the same validation splits every epoch
-            rng = np.random.default_rng([net.seed_, 1])
-            order = np.arange(len(self.tasks))
-        epoch = getattr(net, "_epoch_meta_batches", None)  # all at once, where it can
-        batches = None if epoch is None else epoch(self.tasks, order, rng,
-                                                   training=self.training)
+        else:
+            order = np.arange(n)
+        batches = None if self.epoch_batches is None else self.epoch_batches(
+            self.tasks, order, rng, training=self.training)  # all at once, where it can
         if batches is not None:
             yield from batches
             return
-        for start in range(0, len(order), net.batch_size):
-            yield net.get_meta_batch(self.tasks, order[start:start + net.batch_size], rng,
-                                     training=self.training)
+        for start in range(0, len(order), size):
+            yield self.make_batch(self.tasks, order[start:start + size], rng,
+                                  training=self.training)
 
 
 def group_by_shape(split_tasks: Sequence[tuple], *, pad_queries: bool = False

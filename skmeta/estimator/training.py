@@ -344,7 +344,10 @@ class TaskNet(ParameterizedNet):
 
     def get_iterator(self, dataset, training=False):
         """An iterable of :class:`~skmeta.data.MetaBatch` (shuffled when ``training``)."""
-        return MetaBatchIterator(self, dataset, training)
+        rng = self.rng_ if training else np.random.default_rng([self.seed_, 1])  # same splits
+        return MetaBatchIterator(dataset, batch_size=self.batch_size, rng=rng,
+                                 make_batch=self.get_meta_batch, training=training,
+                                 epoch_batches=self._epoch_meta_batches)
 
     def _dtype(self) -> torch.dtype:
         for p in self._tensors()[0].values():
