@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .functional import current_step, register_batched_layer
+from .functional import batch_norm_per_task, current_step, register_batched_layer
 
 __all__ = ["MLP", "ConvNet", "BatchNorm", "LinearFeatures"]
 
@@ -109,20 +109,12 @@ class BatchNorm(nn.Module):
 def _batched_batch_norm(layer: BatchNorm, params: dict[str, Tensor], X: Tensor) -> Tensor:
     """:class:`BatchNorm` on every task at once (``X``: task axis first; see
     :func:`skmeta.functional.register_batched_layer`)."""
-    dims = [1] + list(range(3, X.dim()))  # the examples and spatial axes of each task
-    mean = X.mean(dim=dims, keepdim=True)
-    var = ((X - mean) ** 2).mean(dim=dims, keepdim=True)
-    out = (X - mean) * torch.rsqrt(var + layer.eps)
     weight, bias = params.get("weight"), params.get("bias")
-    if weight is None:
-        return out
-    if layer.n_steps is not None:
+    if weight is not None and layer.n_steps is not None:  # this inner step's scale and shift
         step = current_step()
         row = layer.n_steps - 1 if step is None else min(step, layer.n_steps - 1)
         weight, bias = weight[..., row, :], bias[..., row, :]
-    lead = X.shape[0] if weight.dim() == 2 else 1
-    shape = [lead, 1, -1] + [1] * (X.dim() - 3)
-    return out * weight.reshape(shape) + bias.reshape(shape)
+    return batch_norm_per_task(X, layer.eps, weight, bias)
 
 
 class MLP(nn.Module):

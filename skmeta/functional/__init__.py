@@ -92,6 +92,7 @@ from ._inner import Learner, adapt, check_head, predict, query_loss
 from ._layers import (
     BatchedLayerFn,
     NotBatchable,
+    batch_norm_per_task,
     batchable,
     batched_forward,
     batched_layer,
@@ -137,6 +138,7 @@ __all__ = [
     "batchable",
     "batched_forward",
     "register_batched_layer",
+    "batch_norm_per_task",
     "batched_layer",
     "BatchedLayerFn",
     "NotBatchable",

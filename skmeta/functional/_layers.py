@@ -24,7 +24,7 @@ import torch.nn.functional as nnf
 from torch import Tensor, fx, nn
 
 __all__ = ["BatchedLayerFn", "NotBatchable", "register_batched_layer", "batched_layer",
-           "batchable", "batched_forward"]
+           "batchable", "batched_forward", "batch_norm_per_task"]
 
 BatchedLayerFn = Callable[..., Tensor]
 """``fn(layer, params, X, *args, **kwargs) -> out``: ``layer`` applied to every task at once.
@@ -213,17 +213,46 @@ def _layer_norm(layer: nn.LayerNorm, params: Mapping[str, Tensor], X: Tensor) ->
     return out if bias is None else out + _per_task(bias, X, len(shape))
 
 
-def _batch_norm(layer: nn.Module, params: Mapping[str, Tensor], X: Tensor) -> Tensor:
+def batch_norm_per_task(X: Tensor, eps: float, weight: Tensor | None = None,
+                        bias: Tensor | None = None) -> Tensor:
+    """Batch normalisation of every task on its own statistics, on a leading task axis.
+
+    Each task's channels are normalised over its examples (and spatial axes), then
+    scaled and shifted by ``weight`` and ``bias``: shared, of shape (channels,), or
+    one per task, of shape (n_tasks, channels).
+
+    Parameters
+    ----------
+    X : Tensor of shape (n_tasks, n, channels, ...)
+    eps : float
+    weight, bias : Tensor or None, default=None
+
+    Returns
+    -------
+    out : Tensor of the shape of ``X``
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmeta.functional import batch_norm_per_task
+    >>> X = torch.randn(3, 8, 4)
+    >>> out = batch_norm_per_task(X, 1e-5, torch.ones(3, 4), torch.zeros(3, 4))
+    >>> bool(out.mean(1).abs().max() < 1e-5)
+    True
+    """
     dims = [1] + list(range(3, X.dim()))  # the examples and spatial axes of each task
     mean = X.mean(dim=dims, keepdim=True)
     var = ((X - mean) ** 2).mean(dim=dims, keepdim=True)
-    out = (X - mean) * torch.rsqrt(var + layer.eps)
-    weight, bias = params.get("weight"), params.get("bias")
+    out = (X - mean) * torch.rsqrt(var + eps)
     if weight is None:
         return out
     lead = X.shape[0] if weight.dim() == 2 else 1
     shape = [lead, 1, -1] + [1] * (X.dim() - 3)
     return out * weight.reshape(shape) + bias.reshape(shape)
+
+
+def _batch_norm(layer: nn.Module, params: Mapping[str, Tensor], X: Tensor) -> Tensor:
+    return batch_norm_per_task(X, layer.eps, params.get("weight"), params.get("bias"))
 
 
 def _batch_norm_supports(layer: nn.Module) -> str:
